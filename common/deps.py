@@ -1,0 +1,61 @@
+"""Third-party dependencies: import them, or say exactly how to install them.
+
+When Stash's PythonDepManager plugin is installed, it installs missing
+packages into its own folder on first use; otherwise the error names the
+pip command. A missing package never ends in a bare traceback.
+"""
+
+import importlib
+
+from common.paths import PLUGIN_DIR
+
+# import name -> pip requirement (kept in step with requirements.txt by a test)
+REQUIREMENTS = {
+    "persistqueue": "persist-queue>=1.1,<2",
+    "stashapi": "stashapp-tools>=0.2.58,<0.3",
+    "plexapi": "plexapi>=4.17,<5",
+    "tenacity": "tenacity>=8.2,<10",
+    "pydantic": "pydantic>=2.5,<3",
+    "requests": "requests>=2.31,<3",
+}
+HOOK_IMPORTS = ("persistqueue",)
+
+
+class MissingDependency(ImportError):
+    pass
+
+
+def install_hint() -> str:
+    return f'python -m pip install -r "{PLUGIN_DIR / "requirements.txt"}"'
+
+
+def ensure(names=tuple(REQUIREMENTS)) -> None:
+    missing = [name for name in names if not _importable(name)]
+    if not missing:
+        return
+    try:
+        from PythonDepManager import ensure_import  # type: ignore[import-not-found]
+    except ImportError:
+        raise MissingDependency(
+            "PlexSync is missing Python packages: " + ", ".join(REQUIREMENTS[n] for n in missing)
+            + ". Install the PythonDepManager plugin in Stash, or run: " + install_hint()
+        ) from None
+    spec = [f"{name}:{REQUIREMENTS[name]}" if name != REQUIREMENTS[name].split(">")[0] else REQUIREMENTS[name]
+            for name in missing]
+    try:
+        ensure_import(*spec)
+    except Exception as exc:  # PythonDepManager raises plain exceptions
+        raise MissingDependency(
+            f"PythonDepManager could not install {', '.join(missing)} ({exc}). Run: {install_hint()}"
+        ) from None
+    still = [name for name in missing if not _importable(name)]
+    if still:
+        raise MissingDependency("PlexSync still cannot import " + ", ".join(still) + ". Run: " + install_hint())
+
+
+def _importable(name: str) -> bool:
+    try:
+        importlib.import_module(name)
+        return True
+    except ImportError:
+        return False

@@ -1,0 +1,32 @@
+"""Small JSON state files, written atomically and owner-only."""
+
+import json
+import os
+import tempfile
+from typing import Any
+
+
+def read_json(path: "str | os.PathLike[str]", default: Any = None) -> Any:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return default
+
+
+def write_json(path: "str | os.PathLike[str]", data: Any) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over ``path``."""
+    folder = os.path.dirname(os.fspath(path)) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, separators=(",", ":"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -1,0 +1,127 @@
+"""Scene.Update.Post: validate the event, enqueue a job, make sure a worker runs.
+
+Stash waits for this process on every save, once per scene, in sequence, so
+it does the least possible work: no Stash or Plex request, no heavy import.
+The worker fetches and validates the scene later, in batches.
+"""
+
+import logging
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+log = logging.getLogger("plexsync.hook")
+
+HOOK_TYPE = "Scene.Update.Post"
+TARGET_MS = 100
+
+# Input keys of SceneUpdateInput / BulkSceneUpdateInput that change what we
+# sync. Anything else (play counts, o-counter, organized, urls, ...) is ignored.
+SYNCED_FIELDS = frozenset({
+    "title", "details", "date", "rating100", "studio_id", "performer_ids",
+    "tag_ids", "cover_image", "primary_file_id",
+})
+
+
+class HookInputError(ValueError):
+    """The hook context is not something Stash would send."""
+
+
+def scene_events(hook: Dict[str, Any]) -> List[Tuple[int, str, List[str]]]:
+    """(scene_id, update_type, synced input fields) for one hook context.
+
+    * sceneUpdate: ``input`` is a SceneUpdateInput (every key present);
+    * scenesUpdate: ``input`` is the whole array, ``inputFields`` this scene's keys;
+    * bulkSceneUpdate: ``input`` is a BulkSceneUpdateInput;
+    * scan (file moved, renamed or modified): ``input`` is null, no inputFields.
+    """
+    if not isinstance(hook, dict):
+        raise HookInputError("hookContext is not an object")
+    raw_id = hook.get("id")
+    if isinstance(raw_id, bool) or raw_id is None:
+        raise HookInputError("hookContext has no scene id")
+    try:
+        scene_id = int(str(raw_id).strip())
+    except ValueError:
+        raise HookInputError(f"scene id {str(raw_id)[:40]!r} is not a number") from None
+    if scene_id <= 0:
+        raise HookInputError(f"scene id {scene_id} is not valid")
+    if hook.get("input") is None:
+        return [(scene_id, "file_change", [])]
+    fields = hook.get("inputFields")
+    if not isinstance(fields, list):
+        # No field list: trust nothing, sync everything.
+        return [(scene_id, "metadata", sorted(SYNCED_FIELDS))]
+    synced = sorted({f for f in fields if isinstance(f, str)} & SYNCED_FIELDS)
+    return [(scene_id, "metadata", synced)] if synced else []
+
+
+def handle(payload: Dict[str, Any], paths) -> Tuple[Any, Optional[str]]:
+    """Returns (output, error) for Stash."""
+    started = time.perf_counter()
+    hook = (payload.get("args") or {}).get("hookContext") or {}
+    if hook.get("type") != HOOK_TYPE:
+        return f"ignored hook {str(hook.get('type'))[:60]}", None
+    try:
+        events = scene_events(hook)
+    except HookInputError as exc:
+        log.error("[PlexSync Hook] Invalid hook input: %s", exc)
+        return None, f"Invalid hook input: {exc}"
+    if not events:
+        log.debug("[PlexSync Hook] Scene %s: no synced field changed, nothing to do", hook.get("id"))
+        return "no synced field changed", None
+
+    from sync_queue.state import ConfigState
+
+    conn = payload.get("server_connection") or {}
+    if not ConfigState(paths.config_state).usable():
+        verdict = _check_config(conn, paths)
+        if verdict is not None:
+            return verdict
+
+    from sync_queue.queue import make_job, open_queue
+    from worker.launch import ensure_worker
+
+    queue = open_queue(paths)
+    try:
+        for scene_id, update_type, fields in events:
+            queue.put(make_job(scene_id, update_type, {"input_fields": fields, "source": "hook"}))
+    finally:
+        queue.close()
+    ensure_worker(paths, conn)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    if elapsed_ms > TARGET_MS:
+        log.warning("[PlexSync Hook] Hook handler exceeded %dms target (%.0fms)", TARGET_MS, elapsed_ms)
+    scene_id = events[0][0]
+    log.debug("[PlexSync Hook] Scene %s queued for sync (%.1fms)", scene_id, elapsed_ms)
+    return f"queued scene {scene_id}", None
+
+
+def _check_config(conn: Dict[str, Any], paths) -> Optional[Tuple[Any, Optional[str]]]:
+    """Slow path, taken only when the cached state is missing, disabled or invalid.
+
+    Returns a result to give Stash when the event must not be queued, or
+    None to go on and queue it.
+    """
+    from common.errors import ConfigError, StashUnavailable
+    from common.stash_conn import fetch_plugin_settings
+    from sync_queue.state import ConfigState
+    from validation.config import PLUGIN_ID, load_config
+
+    state = ConfigState(paths.config_state)
+    try:
+        settings = fetch_plugin_settings(conn, PLUGIN_ID)
+    except StashUnavailable as exc:
+        # Cannot tell: queue it; the worker checks the settings before syncing.
+        log.warning("[PlexSync Hook] Could not read settings (%s); queuing anyway", exc)
+        return None
+    try:
+        config = load_config(settings)
+    except ConfigError as exc:
+        state.write(enabled=bool(settings.get("enabled", True)), error=str(exc))
+        log.error("[PlexSync] Configuration error: %s", exc)
+        return None, f"Configuration error: {exc}"
+    state.write(enabled=config.enabled)
+    if not config.enabled:
+        log.info("[PlexSync] Plugin is disabled via configuration")
+        return "disabled", None
+    return None

@@ -1,0 +1,201 @@
+"""The job queue: persist-queue's SQLiteAckQueue with two additions.
+
+* ``job_key`` + a partial unique index: at most one *pending* row per scene.
+  A new event for a scene that already waits is merged into that row in the
+  same INSERT (latest wins), so coalescing is atomic across hook processes.
+  A row being processed (unack) is not pending, so an event that arrives
+  mid-sync gets a row of its own and is not lost.
+* ``due_at``: a retry waits in the table, invisible to ``get`` until due,
+  so the worker never spins on jobs that are not ready (the peer's nack loop).
+
+Jobs are JSON: {scene_id, update_type, data, enqueued_at, job_key, attempts}.
+Only one process drains (see worker.drainer); hooks and tasks only put.
+"""
+
+import json
+import sqlite3
+import time
+from typing import Any, Dict, Iterable, List, Optional
+
+import persistqueue.serializers.json as json_serializer
+from persistqueue import Empty
+from persistqueue.sqlackqueue import AckStatus, SQLiteAckQueue
+
+READY = f"{AckStatus.unack}"  # status < unack means inited/ready
+
+
+def make_job(scene_id: int, update_type: str = "update", data: Optional[Dict[str, Any]] = None,
+             now: Optional[float] = None) -> Dict[str, Any]:
+    return {
+        "scene_id": int(scene_id),
+        "update_type": update_type,
+        "data": data or {},
+        "enqueued_at": time.time() if now is None else now,
+        "job_key": f"scene:{int(scene_id)}",
+        "attempts": 0,
+    }
+
+
+class JobQueue(SQLiteAckQueue):
+    """SQLiteAckQueue keyed by scene, with delayed retries."""
+
+    _TABLE_NAME = "plexsync_jobs"
+    _SQL_CREATE = (
+        "CREATE TABLE IF NOT EXISTS {table_name} ("
+        "{key_column} INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "data BLOB, timestamp FLOAT, status INTEGER, "
+        "job_key TEXT NOT NULL DEFAULT '', due_at FLOAT NOT NULL DEFAULT 0)"
+    )
+    # get() takes the oldest row that is pending and due, never a waiting retry.
+    _SQL_SELECT = (
+        "SELECT {key_column}, data, timestamp, status FROM {table_name} "
+        "WHERE {key_column} > {rowid} AND status < %s "
+        "AND due_at <= (julianday('now') - 2440587.5) * 86400.0 "
+        "ORDER BY {key_column} ASC LIMIT 1" % AckStatus.unack
+    )
+
+    def __init__(self, path: str, *, resume: bool = False, timeout: float = 30.0) -> None:
+        # auto_resume would steal rows another live process holds; only the
+        # drain-lock holder calls resume_unack_tasks() (see worker.drainer).
+        super().__init__(path, auto_resume=False, multithreading=True, timeout=timeout,
+                         serializer=json_serializer)
+        if resume:
+            self.resume_unack_tasks()
+
+    def _init(self) -> None:
+        super()._init()
+        t = self._table_name
+        with self.tran_lock, self._putter as conn:
+            conn.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS plexsync_jobs_pending ON {t}(job_key) WHERE status < {AckStatus.unack}")
+            conn.execute(f"CREATE INDEX IF NOT EXISTS plexsync_jobs_status ON {t}(status, due_at)")
+        self.total = self._count()
+
+    # -- producers -----------------------------------------------------------
+
+    _UPSERT = (
+        "INSERT INTO {t} (data, timestamp, status, job_key, due_at) VALUES (?, ?, %s, ?, ?) "
+        "ON CONFLICT(job_key) WHERE status < %s DO UPDATE SET "
+        "data = excluded.data, timestamp = excluded.timestamp, due_at = excluded.due_at"
+        % (AckStatus.inited, AckStatus.unack)
+    )
+
+    def put(self, item: Dict[str, Any]) -> Optional[int]:
+        """Enqueue ``item``; replaces the scene's pending job if there is one."""
+        self.put_many([item])
+        self.put_event.set()
+        return None
+
+    def put_many(self, items: Iterable[Dict[str, Any]]) -> int:
+        """Enqueue many jobs in one transaction (Sync All); returns the count."""
+        now = time.time()
+        rows = [(self._serializer.dumps(item), now, item["job_key"], float(item.get("due_at", 0)))
+                for item in items]
+        if not rows:
+            return 0
+        sql = self._UPSERT.format(t=self._table_name)
+        with self.tran_lock, self._putter as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(sql, rows)
+        return len(rows)
+
+    # -- the drainer ----------------------------------------------------------
+
+    def take(self, limit: int) -> List[Dict[str, Any]]:
+        """Up to ``limit`` due jobs as raw dicts ``{pqid, data, timestamp}``."""
+        jobs = []
+        for _ in range(limit):
+            try:
+                jobs.append(self.get(block=False, raw=True))
+            except Empty:
+                break
+        return jobs
+
+    def retry_later(self, raw: Dict[str, Any], delay: float) -> bool:
+        """Put an in-flight job back, due in ``delay`` seconds.
+
+        If a newer event for the scene is already pending, that job wins and
+        this one is dropped (acked). Returns False in that case.
+        """
+        job = raw["data"]
+        t = self._table_name
+        with self.tran_lock, self._putter as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            newer = conn.execute(
+                f"SELECT 1 FROM {t} WHERE job_key = ? AND status < {AckStatus.unack}",
+                (job["job_key"],)).fetchone()
+            if newer:
+                conn.execute(f"DELETE FROM {t} WHERE {self._key_column} = ?", (raw["pqid"],))
+            else:
+                conn.execute(
+                    f"UPDATE {t} SET status = {AckStatus.ready}, data = ?, due_at = ? WHERE {self._key_column} = ?",
+                    (self._serializer.dumps(job), time.time() + delay, raw["pqid"]))
+        self._unack_cache.pop(raw["pqid"], None)
+        return not newer
+
+    def done(self, raw: Dict[str, Any]) -> None:
+        """Ack and purge a finished job (acked rows only slow ``get`` down)."""
+        with self.tran_lock, self._putter as conn:
+            conn.execute(f"DELETE FROM {self._table_name} WHERE {self._key_column} = ?", (raw["pqid"],))
+        self._unack_cache.pop(raw["pqid"], None)
+
+    def resume_unack_tasks(self) -> None:
+        """Make jobs orphaned by a dead drainer pending again (lock holder only).
+
+        A job superseded by a newer pending row for the same scene is dropped.
+        """
+        t = self._table_name
+        with self.tran_lock, self._putter as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(f"UPDATE OR IGNORE {t} SET status = {AckStatus.ready} WHERE status = {AckStatus.unack}")
+            conn.execute(f"DELETE FROM {t} WHERE status = {AckStatus.unack}")
+            conn.execute(f"DELETE FROM {t} WHERE status IN ({AckStatus.acked}, {AckStatus.ack_failed})")
+        self.total = self._count()
+
+    # -- statistics (SQL, truthful across processes) ---------------------------
+
+    def stats(self) -> Dict[str, Any]:
+        t = self._table_name
+        now = time.time()
+        row = self._getter.execute(
+            f"SELECT "
+            f"SUM(CASE WHEN status < {AckStatus.unack} AND due_at <= ? THEN 1 ELSE 0 END), "
+            f"SUM(CASE WHEN status < {AckStatus.unack} AND due_at > ? THEN 1 ELSE 0 END), "
+            f"SUM(CASE WHEN status = {AckStatus.unack} THEN 1 ELSE 0 END), "
+            f"MIN(CASE WHEN status < {AckStatus.unack} AND due_at > ? THEN due_at END) "
+            f"FROM {t}", (now, now, now)).fetchone()
+        return {
+            "ready": row[0] or 0,
+            "waiting_retry": row[1] or 0,
+            "in_progress": row[2] or 0,
+            "next_retry_at": row[3],
+        }
+
+    def pending_jobs(self, limit: int = 100) -> List[Dict[str, Any]]:
+        """Pending jobs (for status output), oldest first."""
+        rows = self._getter.execute(
+            f"SELECT data, due_at FROM {self._table_name} WHERE status < {AckStatus.unack} "
+            f"ORDER BY {self._key_column} LIMIT ?", (limit,)).fetchall()
+        out = []
+        for data, due_at in rows:
+            job = self._serializer.loads(data)
+            job["due_at"] = due_at
+            out.append(job)
+        return out
+
+    def clear_pending(self) -> int:
+        with self.tran_lock, self._putter as conn:
+            cur = conn.execute(f"DELETE FROM {self._table_name} WHERE status < {AckStatus.unack}")
+        self.total = self._count()
+        return cur.rowcount
+
+
+def open_queue(paths, *, resume: bool = False) -> JobQueue:
+    paths.ensure()
+    return JobQueue(str(paths.queue_dir), resume=resume)
+
+
+def _dumps(value: Any) -> str:  # pragma: no cover - used by status output
+    return json.dumps(value, sort_keys=True)
+
+
+__all__ = ["JobQueue", "make_job", "open_queue", "Empty", "sqlite3"]

@@ -1,0 +1,183 @@
+"""The drain loop, and the detached background worker that runs it.
+
+Locks (all flock/msvcrt, released by the OS if the holder dies):
+* ``worker.lock``: a background worker exists. The hook spawns one only when
+  this is free, so there is never more than one (plus a loser that exits).
+* ``drain.lock``: the right to take jobs. Whoever takes it first resumes
+  jobs a dead drainer left unacked; nobody else ever does.
+* ``task.lock``: a foreground task (or the CLI) wants to drain. The
+  background worker yields ``drain.lock`` between batches while it is held.
+"""
+
+import logging
+import sys
+import threading
+import time
+from typing import Callable, Optional
+
+from common.errors import ConfigError, StashUnavailable
+from common.locking import FileLock
+from worker.processor import BatchResult, Processor
+
+log = logging.getLogger("plexsync.worker")
+
+BATCH_SIZE = 50
+POLL = 0.5
+
+
+class Drainer:
+    """Takes due jobs in batches and hands them to the Processor."""
+
+    def __init__(self, ctx, *, foreground: bool = False) -> None:
+        self.ctx = ctx
+        self.foreground = foreground
+        self.processor = Processor(ctx)
+        self.drain_lock = FileLock(ctx.paths.drain_lock)
+        self.task_lock = FileLock(ctx.paths.task_lock)
+        self.stop = threading.Event()
+        self.total = BatchResult()
+        self._resumed = False
+
+    def _take_drain_lock(self, wait: float) -> bool:
+        deadline = time.monotonic() + wait
+        while not self.drain_lock.acquire():
+            if self.stop.is_set() or time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        if not self._resumed:
+            # Only the holder resumes: rows still unacked belong to a dead drainer.
+            self.ctx.queue.resume_unack_tasks()
+            self._resumed = True
+        return True
+
+    def run_once(self) -> Optional[BatchResult]:
+        """Process one batch if one is due; None when nothing is due."""
+        batch = self.ctx.queue.take(BATCH_SIZE)
+        if not batch:
+            return None
+        result = self.processor.run(batch)
+        self.total.add(result)
+        return result
+
+    def drain_foreground(self, on_batch: Optional[Callable[[BatchResult], None]] = None,
+                         wait_for_lock: float = 600.0) -> BatchResult:
+        """Drain until nothing is due (waiting retries stay queued)."""
+        if not self.task_lock.acquire():
+            raise BlockingIOError("another PlexSync task is already processing the queue")
+        try:
+            if not self._take_drain_lock(wait_for_lock):
+                raise BlockingIOError("the background worker did not hand over the queue")
+            try:
+                while not self.stop.is_set():
+                    result = self.run_once()
+                    if result is None:
+                        break
+                    if on_batch:
+                        on_batch(result)
+                    if result.stash_down:
+                        break
+                    if result.plex_down and self.ctx.breaker.is_open():
+                        break
+            finally:
+                self.ctx.timestamps.flush()
+                self.drain_lock.release()
+        finally:
+            self.task_lock.release()
+        return self.total
+
+    def drain_background(self, idle: float) -> None:
+        """Drain while work is due or waiting; exit after ``idle`` s with none."""
+        idle_since = time.monotonic()
+        stash_failures = 0
+        while not self.stop.is_set():
+            if self.task_lock.is_locked_elsewhere():
+                self.drain_lock.release()  # a foreground task takes over
+                time.sleep(POLL)
+                idle_since = time.monotonic()
+                continue
+            if not self._take_drain_lock(0):
+                time.sleep(POLL)
+                continue
+            result = self.run_once()
+            if result is not None:
+                idle_since = time.monotonic()
+                stash_failures = stash_failures + 1 if result.stash_down else 0
+                if stash_failures >= 3:
+                    # Most likely our session cookie expired; the next hook
+                    # starts a worker with a fresh one. Jobs stay queued.
+                    log.warning("[PlexSync Worker] Stash unreachable 3 times in a row; exiting until the next change")
+                    break
+                continue
+            self.drain_lock.release()
+            self.ctx.timestamps.flush()
+            stats = self.ctx.queue.stats()
+            if stats["waiting_retry"] == 0 and stats["in_progress"] == 0 and time.monotonic() - idle_since >= idle:
+                break
+            wait = POLL
+            if stats["next_retry_at"]:
+                wait = max(0.05, min(POLL, stats["next_retry_at"] - time.time()))
+            self.stop.wait(wait)
+        self.drain_lock.release()
+        self.ctx.timestamps.flush()
+
+
+def run_background(payload, paths) -> int:
+    """Entry of ``PlexSync.py --worker`` (detached; logs to worker.log)."""
+    from common import log as plog
+    from worker.context import build_context, read_config
+
+    paths.ensure()
+    plog.setup(log_file=paths.worker_log)
+    worker_lock = FileLock(paths.worker_lock)
+    if not worker_lock.acquire():
+        return 0
+    conn = (payload or {}).get("server_connection") or {}
+    try:
+        config = read_config(conn, paths)
+    except (ConfigError, StashUnavailable) as exc:
+        log.error("[PlexSync] %s%s; queued jobs are kept",
+                  "Configuration error: " if isinstance(exc, ConfigError) else "", exc)
+        worker_lock.release()
+        return 0
+    if not config.enabled:
+        log.info("[PlexSync] Plugin is disabled via configuration")
+        worker_lock.release()
+        return 0
+    ctx = build_context(config, paths, conn)
+    log.info("[PlexSync Worker] Background worker started (pid %d)", _pid())
+    try:
+        while True:
+            drainer = Drainer(ctx)
+            thread = threading.Thread(target=drainer.drain_background, args=(config.poll_interval,),
+                                      name="plexsync-worker", daemon=True)
+            thread.start()
+            while thread.is_alive():
+                thread.join(1.0)
+            counts = dict(drainer.total.counts)
+            if counts:
+                log.info("[PlexSync Worker] Drained: %s", _summary(counts))
+            # No lost wake-up: a hook that queued after our last look either
+            # sees the lock free (and spawns a worker) or is seen here.
+            worker_lock.release()
+            if ctx.queue.stats()["ready"] and worker_lock.acquire():
+                continue
+            break
+    finally:
+        ctx.close()
+        worker_lock.release()
+        log.info("[PlexSync Worker] Background worker exiting")
+    return 0
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+def _summary(counts) -> str:
+    order = ("synced", "unchanged", "not_found", "retrying", "failed", "deleted", "postponed")
+    return ", ".join(f"{counts.get(k, 0)} {k.replace('_', ' ')}" for k in order if counts.get(k))
+
+
+__all__ = ["Drainer", "run_background", "sys"]
