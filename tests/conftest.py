@@ -1,0 +1,29 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+SHARED = ROOT.parent / "shared"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--long", action="store_true", default=False, help="run the long reliability variants")
+
+
+@pytest.fixture
+def paths(tmp_path):
+    from common.paths import DataPaths
+
+    return DataPaths(tmp_path / "data").ensure()
+
+
+def shared_path(*parts) -> Path:
+    """A path under ../shared, or skip with the reason when it is absent."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent: these checks need the shared reference folder beside the repo")
+    return path
