@@ -1,0 +1,171 @@
+"""The local SQLite file behind matching and poster uploads (``match_index.db``).
+
+Tables:
+  items(path, base, rating_key, section_id)  one row per Plex media part:
+      ``path`` is the part's path key, ``base`` its case-folded file name.
+  meta(key, value)                          ``built_at`` (epoch seconds) and
+      ``scope`` (which libraries the index covers).
+  posters(rating_key, sha1, uploaded_at)    the last image PlexSync uploaded.
+
+A rebuild fills ``items_build`` page by page (small transactions, so memory
+and lock time stay flat), then swaps it in with one short transaction.
+Readers never see a half index: until the swap they read the old table, and
+in WAL mode a reader mid-query keeps its snapshot. A file lock lets only one
+process build at a time; a builder that dies leaves ``items_build`` behind,
+which the next lock holder drops.
+"""
+
+import os
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+from typing import Iterable, List, Optional, Tuple
+
+from common.locking import FileLock
+
+Row = Tuple[str, str, int, int]  # path key, basename key, rating key, section id
+
+_ITEMS = """CREATE TABLE {name} (path TEXT NOT NULL, base TEXT NOT NULL,
+    rating_key INTEGER NOT NULL, section_id INTEGER NOT NULL)"""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS posters (
+    rating_key INTEGER PRIMARY KEY, sha1 TEXT NOT NULL, uploaded_at REAL NOT NULL);
+"""
+
+
+class MatchStore:
+    """One connection to ``match_index.db``; single-threaded use."""
+
+    def __init__(self, path: "str | os.PathLike[str]") -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not self.path.exists()
+        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        if fresh and os.name == "posix":
+            os.chmod(self.path, 0o600)  # file paths are private
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        if not self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'items'").fetchone():
+            with self._transaction():
+                self._db.execute(_ITEMS.format(name="items"))
+                self._create_indexes("items")
+        self._lock = FileLock(str(self.path) + ".lock")
+
+    def close(self) -> None:
+        self._lock.release()
+        self._db.close()
+
+    # -- index metadata ---------------------------------------------------
+
+    def built_at(self, scope: str) -> Optional[float]:
+        """When the index for ``scope`` was built; None if it must be (re)built."""
+        meta = dict(self._db.execute("SELECT key, value FROM meta"))
+        if meta.get("scope") != scope or "built_at" not in meta:
+            return None
+        return float(meta["built_at"])
+
+    # -- lookups ------------------------------------------------------------
+
+    def by_path(self, key: str) -> List[Tuple[int, int]]:
+        return self._select("path", key)
+
+    def by_basename(self, base: str) -> List[Tuple[int, int]]:
+        return self._select("base", base)
+
+    def _select(self, column: str, value: str) -> List[Tuple[int, int]]:
+        rows = self._db.execute(
+            f"SELECT rating_key, section_id FROM items WHERE {column} = ? ORDER BY rowid", (value,)
+        )
+        seen, out = set(), []
+        for rk, section in rows:
+            if rk not in seen:
+                seen.add(rk)
+                out.append((rk, section))
+        return out
+
+    def add(self, rows: Iterable[Row]) -> None:
+        """Record items found outside a rebuild (title search hits)."""
+        rows = list(rows)
+        with self._transaction():
+            for rk in {r[2] for r in rows}:
+                self._db.execute("DELETE FROM items WHERE rating_key = ?", (rk,))
+            self._db.executemany("INSERT INTO items VALUES (?, ?, ?, ?)", rows)
+
+    def forget(self, rating_key: int) -> None:
+        """Drop a ratingKey Plex no longer knows (deleted or re-added item)."""
+        with self._transaction():
+            self._db.execute("DELETE FROM items WHERE rating_key = ?", (rating_key,))
+            self._db.execute("DELETE FROM posters WHERE rating_key = ?", (rating_key,))
+
+    # -- rebuild ------------------------------------------------------------
+
+    def begin_rebuild(self) -> bool:
+        """Take the build lock; False when another process is building."""
+        if not self._lock.acquire():
+            return False
+        self._db.execute("DROP TABLE IF EXISTS items_build")
+        self._db.execute(_ITEMS.format(name="items_build"))
+        return True
+
+    def add_build_rows(self, rows: List[Row]) -> None:
+        with self._transaction():
+            self._db.executemany("INSERT INTO items_build VALUES (?, ?, ?, ?)", rows)
+
+    def finish_rebuild(self, scope: str, built_at: Optional[float] = None) -> None:
+        """Index the new rows, then swap them in atomically."""
+        try:
+            self._create_indexes("items_build")
+            with self._transaction():
+                self._db.execute("DROP TABLE items")
+                self._db.execute("ALTER TABLE items_build RENAME TO items")
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                    [("built_at", repr(built_at if built_at is not None else time.time())), ("scope", scope)],
+                )
+        finally:
+            self._lock.release()
+
+    def abort_rebuild(self) -> None:
+        try:
+            self._db.execute("DROP TABLE IF EXISTS items_build")
+        finally:
+            self._lock.release()
+
+    # -- posters ------------------------------------------------------------
+
+    def poster_sha1(self, rating_key: int) -> Optional[str]:
+        row = self._db.execute("SELECT sha1 FROM posters WHERE rating_key = ?", (rating_key,)).fetchone()
+        return row[0] if row else None
+
+    def set_poster_sha1(self, rating_key: int, sha1: str) -> None:
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO posters VALUES (?, ?, ?)", (rating_key, sha1, time.time())
+            )
+
+    # -- helpers ------------------------------------------------------------
+
+    def _create_indexes(self, table: str) -> None:
+        # Index names are global and survive a table rename, so each
+        # generation gets its own; the old ones go with DROP TABLE.
+        tag = uuid.uuid4().hex[:8]
+        self._db.execute(f"CREATE INDEX items_path_{tag} ON {table} (path)")
+        self._db.execute(f"CREATE INDEX items_base_{tag} ON {table} (base)")
+
+    def _transaction(self):
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, *exc: object) -> None:
+        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")

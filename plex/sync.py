@@ -1,0 +1,222 @@
+"""The one entry point the worker calls: push a batch of scenes into Plex.
+
+Requests per batch: matching is local (index in SQLite); ONE
+``/library/metadata/k1,k2,...`` fetch per 50 matched items; at most one edit
+PUT per item that needs changes; at most one poster upload per item whose
+image changed. Connecting (``GET /``) and the section list happen once per
+``PlexSync``.
+"""
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, List, Optional, Union
+
+import requests
+from plexapi.server import PlexServer
+
+from common.errors import ConfigError, PlexAuthError, PlexNotFound, PlexSyncError, PlexUnavailable, SceneHasNoFile
+from plex.client import connect, load_device_id, plex_errors
+from plex.matcher import FileMatch, Matcher
+from plex.pathnorm import basename_key, map_path, parent_folder, path_key
+from plex.store import MatchStore
+from plex.writer import apply_edits, plan_edits, snapshot, upload_poster
+
+# Under "plexsync" so common.log.setup() routes it to Stash.
+log = logging.getLogger(f"plexsync.{__name__}")
+
+FETCH_CHUNK = 50
+# Failures of Plex as a whole, not of one scene.
+PLEX_WIDE = (PlexUnavailable, PlexAuthError, ConfigError)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one scene that reached Plex."""
+
+    status: str  # "synced" | "unchanged"
+    items: List[int] = field(default_factory=list)
+    edited: bool = False
+    poster_uploaded: bool = False
+
+
+Result = Union[Outcome, PlexSyncError]
+
+
+class PlexSync:
+    """Matches scenes to Plex items and writes their metadata. Not thread-safe."""
+
+    def __init__(self, config, paths, device_id: Optional[str] = None) -> None:
+        self.config = config
+        self.paths = paths
+        self._device_id = device_id
+        self._server: Optional[PlexServer] = None
+        self._session: Optional[requests.Session] = None
+        self._store: Optional[MatchStore] = None
+        self._matcher: Optional[Matcher] = None
+        self.run_started = time.time()
+
+    # -- lazily opened resources -------------------------------------------
+
+    @property
+    def server(self) -> PlexServer:
+        if self._server is None:
+            device_id = self._device_id or load_device_id(self.paths)
+            self._session = self._session or requests.Session()
+            self._server = connect(self.config, device_id, session=self._session)
+        return self._server
+
+    @property
+    def store(self) -> MatchStore:
+        if self._store is None:
+            self._store = MatchStore(self.paths.match_index)
+        return self._store
+
+    @property
+    def matcher(self) -> Matcher:
+        if self._matcher is None:
+            self._matcher = Matcher(self.config, self.store, lambda: self.server, run_started=self.run_started)
+        return self._matcher
+
+    # -- public -------------------------------------------------------------
+
+    def sync_batch(self, scenes: List, fetch_image: Callable[[object], Optional[bytes]]) -> Dict[int, Result]:
+        """Scene id -> Outcome, or the PlexSyncError that stopped that scene.
+
+        Raises PlexUnavailable / PlexAuthError / ConfigError when Plex as a
+        whole fails while matching or fetching (nothing was written yet).
+        Once writing has started, such a failure is returned for the scene it
+        hit and for every scene not yet written, and no further request is made.
+        """
+        results: Dict[int, Result] = {}
+        matches: Dict[int, List[FileMatch]] = {}
+        for scene in scenes:
+            try:
+                matches[scene.id] = self.matcher.match(scene)
+            except PLEX_WIDE:
+                raise
+            except PlexSyncError as exc:
+                results[scene.id] = exc
+        items = self._fetch({m.rating_key for ms in matches.values() for m in ms})
+        self._replace_stale(scenes, matches, items, results)
+
+        outage: Optional[PlexSyncError] = None
+        for scene in scenes:
+            if scene.id in results or scene.id not in matches:
+                continue
+            if outage is not None:
+                results[scene.id] = outage
+                continue
+            try:
+                results[scene.id] = self._write(scene, [(m, items[m.rating_key]) for m in matches[scene.id]], fetch_image)
+            except PLEX_WIDE as exc:
+                outage = results[scene.id] = exc
+            except PlexSyncError as exc:
+                results[scene.id] = exc
+        return results
+
+    def request_scan(self, scene) -> None:
+        """Ask Plex to scan the folders of the scene's files (partial scans)."""
+        if not scene.files:
+            raise SceneHasNoFile(f"scene {scene.id} has no file")
+        seen = set()
+        for file in scene.files:
+            folder = path_key(parent_folder(map_path(file, self.config.path_mappings)))
+            if folder not in seen:
+                seen.add(folder)
+                self.matcher.request_scan(file)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = self._matcher = None
+        if self._session is not None:
+            self._session.close()
+            self._session = self._server = None
+
+    def __enter__(self) -> "PlexSync":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- steps --------------------------------------------------------------
+
+    def _fetch(self, rating_keys: Iterable[int]) -> Dict[int, object]:
+        """Full items (all tags, Field locks) in requests of up to 50 keys."""
+        keys = sorted(set(rating_keys))
+        out: Dict[int, object] = {}
+        for start in range(0, len(keys), FETCH_CHUNK):
+            for item in self._fetch_chunk(keys[start:start + FETCH_CHUNK]):
+                # These items count as "partial" to plexapi; reading an empty
+                # attribute would reload each one. They are complete: never reload.
+                item._autoReload = False
+                out[int(item.ratingKey)] = item
+        return out
+
+    def _fetch_chunk(self, keys: List[int]) -> list:
+        try:
+            with plex_errors("fetching Plex items"):
+                return list(self.server.fetchItems(keys))
+        except PlexNotFound:
+            if len(keys) == 1:
+                return []
+        # Plex answered 404 for the whole list: find out which keys still exist.
+        found = []
+        for key in keys:
+            found.extend(self._fetch_chunk([key]))
+        return found
+
+    def _replace_stale(self, scenes, matches, items, results) -> None:
+        """Drop rating keys Plex no longer has (or that now hold another file), match again."""
+        again = []
+        for scene in scenes:
+            stale = [m for m in matches.get(scene.id, ()) if not _holds(items.get(m.rating_key), m)]
+            for m in stale:
+                self.matcher.forget(m.rating_key)
+            if stale:
+                again.append(scene)
+        for scene in again:
+            try:
+                matches[scene.id] = self.matcher.match(scene)
+            except PLEX_WIDE:
+                raise
+            except PlexSyncError as exc:
+                del matches[scene.id]
+                results[scene.id] = exc
+        items.update(self._fetch({m.rating_key for s in again if s.id in matches for m in matches[s.id]} - set(items)))
+        for scene in again:
+            if scene.id in matches and not all(_holds(items.get(m.rating_key), m) for m in matches[scene.id]):
+                del matches[scene.id]
+                results[scene.id] = PlexNotFound(f"scene {scene.id}: its Plex item changed while syncing; retry later")
+
+    def _write(self, scene, pairs, fetch_image) -> Outcome:
+        edited = uploaded = False
+        for match, item in pairs:
+            if item.librarySectionID is None:
+                item.librarySectionID = match.section_id
+            current = snapshot(item)
+            edits = plan_edits(scene, current, self.config.preserve_plex_edits)
+            if edits:
+                with plex_errors("editing a Plex item"):
+                    apply_edits(item, edits, current)
+                edited = True
+        if scene.screenshot_url:
+            image = fetch_image(scene)
+            for _, item in pairs:
+                with plex_errors("uploading a poster"):
+                    uploaded = upload_poster(item, image, self.store) or uploaded
+        return Outcome(
+            status="synced" if edited or uploaded else "unchanged",
+            items=[m.rating_key for m, _ in pairs],
+            edited=edited,
+            poster_uploaded=uploaded,
+        )
+
+
+def _holds(item, match: FileMatch) -> bool:
+    """Whether the fetched item still has the matched file (by name: mounts differ)."""
+    if item is None:
+        return False
+    name = basename_key(match.file)
+    return any(basename_key(p) == name for p in item.locations if p)
