@@ -9,14 +9,15 @@ import importlib
 
 from common.paths import PLUGIN_DIR
 
-# import name -> pip requirement (kept in step with requirements.txt by a test)
+# import name -> (pip requirement as in requirements.txt, PythonDepManager spec).
+# A test keeps the first column equal to requirements.txt.
 REQUIREMENTS = {
-    "persistqueue": "persist-queue>=1.1,<2",
-    "stashapi": "stashapp-tools>=0.2.58,<0.3",
-    "plexapi": "plexapi>=4.17,<5",
-    "tenacity": "tenacity>=8.2,<10",
-    "pydantic": "pydantic>=2.5,<3",
-    "requests": "requests>=2.31,<3",
+    "persistqueue": ("persist-queue>=1.1,<2", "persistqueue:persist-queue>=1.1"),
+    "stashapi": ("stashapp-tools>=0.2.58,<0.3", "stashapi:stashapp-tools>=0.2.58"),
+    "plexapi": ("plexapi>=4.17,<5", "plexapi>=4.17"),
+    "tenacity": ("tenacity>=8.2,<10", "tenacity>=8.2"),
+    "pydantic": ("pydantic>=2.5,<3", "pydantic>=2.5"),
+    "requests": ("requests>=2.31,<3", "requests>=2.31"),
 }
 HOOK_IMPORTS = ("persistqueue",)
 
@@ -37,13 +38,11 @@ def ensure(names=tuple(REQUIREMENTS)) -> None:
         from PythonDepManager import ensure_import  # type: ignore[import-not-found]
     except ImportError:
         raise MissingDependency(
-            "PlexSync is missing Python packages: " + ", ".join(REQUIREMENTS[n] for n in missing)
+            "PlexSync is missing Python packages: " + ", ".join(REQUIREMENTS[n][0] for n in missing)
             + ". Install the PythonDepManager plugin in Stash, or run: " + install_hint()
         ) from None
-    spec = [f"{name}:{REQUIREMENTS[name]}" if name != REQUIREMENTS[name].split(">")[0] else REQUIREMENTS[name]
-            for name in missing]
     try:
-        ensure_import(*spec)
+        ensure_import(*(REQUIREMENTS[name][1] for name in missing))
     except Exception as exc:  # PythonDepManager raises plain exceptions
         raise MissingDependency(
             f"PythonDepManager could not install {', '.join(missing)} ({exc}). Run: {install_hint()}"

@@ -63,8 +63,8 @@ class StashHandler(logging.StreamHandler):
         return "\n".join(f"\x01{code}\x02{line[:MAX_LINE]}" for line in lines)
 
 
-def setup(level: int = logging.INFO, stream=None, log_file=None) -> logging.Logger:
-    """Route the ``plexsync`` loggers to Stash (stderr) or to a log file."""
+def setup(level: int = logging.INFO, stream=None, log_file=None, plain: bool = False) -> logging.Logger:
+    """Route the ``plexsync`` loggers to Stash (stderr), a log file, or a terminal (plain)."""
     root = logging.getLogger("plexsync")
     root.setLevel(level)
     root.propagate = False
@@ -75,6 +75,9 @@ def setup(level: int = logging.INFO, stream=None, log_file=None) -> logging.Logg
 
         handler = RotatingFileHandler(log_file, maxBytes=1_000_000, backupCount=3, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    elif plain:
+        handler = logging.StreamHandler(stream or sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     else:
         handler = StashHandler(stream)
     handler.addFilter(SecretsFilter())

@@ -107,7 +107,7 @@ def _check_config(conn: Dict[str, Any], paths) -> Optional[Tuple[Any, Optional[s
     from sync_queue.state import ConfigState
     from validation.config import PLUGIN_ID, load_config
 
-    state = ConfigState(paths.config_state)
+    state = ConfigState(paths.ensure().config_state)
     try:
         settings = fetch_plugin_settings(conn, PLUGIN_ID)
     except StashUnavailable as exc:

@@ -143,7 +143,8 @@ class PluginRunner:
         proc = subprocess.Popen(self.command(exec_args), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, cwd=str(self.stash_dir), env=self.env())
         proc.stdin.write(self._stdin(args))
-        proc.stdin.close()
+        proc.stdin.close()  # Stash writes one JSON object and closes stdin
+        proc.stdin = None
         self.procs.append(proc)
         return proc
 
@@ -198,14 +199,27 @@ class PluginRunner:
             return None
         return lock.holder_pid()
 
+    def queue_stats(self) -> Dict[str, Any]:
+        from sync_queue.queue import JobQueue
+
+        if not (self.data_dir / "queue").exists():
+            return {"ready": 0, "waiting_retry": 0, "in_progress": 0, "next_retry_at": None}
+        queue = JobQueue(str(self.data_dir / "queue"))
+        try:
+            return queue.stats()
+        finally:
+            queue.close()
+
     def wait_idle(self, timeout: float = 60) -> None:
-        """Wait until the background worker has exited (it exits when idle)."""
+        """Wait until no job is due or in flight and the background worker has exited.
+
+        A job left due with no worker running is a lost wake-up: that times out.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.worker_pid() is None:
-                time.sleep(0.05)
-                if self.worker_pid() is None:
-                    return
+            stats = self.queue_stats()
+            if self.worker_pid() is None and stats["ready"] == 0 and stats["in_progress"] == 0:
+                return
             time.sleep(0.1)
         raise TimeoutError(f"background worker still running after {timeout}s; log:\n{self.worker_log()}")
 

@@ -74,7 +74,7 @@ class Drainer:
                         break
                     if on_batch:
                         on_batch(result)
-                    if result.stash_down:
+                    if result.stop:
                         break
                     if result.plex_down and self.ctx.breaker.is_open():
                         break
@@ -101,6 +101,8 @@ class Drainer:
             result = self.run_once()
             if result is not None:
                 idle_since = time.monotonic()
+                if result.config_error:
+                    break
                 stash_failures = stash_failures + 1 if result.stash_down else 0
                 if stash_failures >= 3:
                     # Most likely our session cookie expired; the next hook

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List
 
 from common.errors import (
-    PermanentError, PlexNotFound, PlexSyncError, PlexUnavailable, SceneDeleted,
+    ConfigError, PermanentError, PlexNotFound, PlexSyncError, PlexUnavailable, SceneDeleted,
     SceneHasNoFile, StashUnavailable, TransientError,
 )
 from validation.scene import SceneData, scene_from_stash
@@ -21,6 +21,7 @@ from worker import backoff
 log = logging.getLogger("plexsync.worker")
 
 STASH_RETRY_DELAY = 15.0
+CONFIG_RETRY_DELAY = 300.0
 
 
 @dataclass
@@ -28,11 +29,18 @@ class BatchResult:
     counts: Counter = field(default_factory=Counter)
     stash_down: bool = False
     plex_down: bool = False
+    config_error: bool = False
+
+    @property
+    def stop(self) -> bool:
+        """Draining on would not help: wait for Stash, or for the user to fix the settings."""
+        return self.stash_down or self.config_error
 
     def add(self, other: "BatchResult") -> None:
         self.counts.update(other.counts)
         self.stash_down = self.stash_down or other.stash_down
         self.plex_down = self.plex_down or other.plex_down
+        self.config_error = self.config_error or other.config_error
 
 
 class Processor:
@@ -149,6 +157,12 @@ class Processor:
         scenes = [scene for _, scene in todo]
         try:
             outcomes = ctx.plex.sync_batch(scenes, lambda scene: ctx.stash.fetch_image(scene.screenshot_url))
+        except ConfigError as exc:
+            # e.g. plex_library names no library Plex has: nothing can sync.
+            log.error("[PlexSync] Configuration error: %s", exc)
+            self._postpone([raw for raw, _ in todo], CONFIG_RETRY_DELAY, result, "postponed")
+            result.config_error = True
+            return
         except PlexSyncError as exc:
             outcomes = {scene.id: exc for scene in scenes}
         except Exception as exc:  # a bug must not lose the batch

@@ -1,0 +1,215 @@
+"""PlexSync queue tool, for stalled queues: run it from a terminal with the plugin's Python.
+
+    python process_queue.py --plex-url http://plex:32400 --plex-library Stash   # token from $PLEX_TOKEN
+    python process_queue.py --stats-only [--json]
+    python process_queue.py --dlq-list | --dlq-requeue [SCENE_ID] | --dlq-purge [--days N] | --dlq-clear
+
+Exit codes: 0 done, 1 some jobs failed, 2 configuration error, 3 nothing to do,
+4 another PlexSync worker is processing the queue.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from urllib.parse import urlsplit
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_NOTHING, EXIT_BUSY = 0, 1, 2, 3, 4
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="process_queue.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Exit codes: 0 done, 1 failures, 2 config error, 3 nothing to do, 4 busy.")
+    p.add_argument("--data-dir", default=None,
+                   help="PlexSync data folder (default: $STASH_PLUGIN_DATA, else <plugin>/data)")
+    p.add_argument("--stats-only", "-s", action="store_true", help="print queue and DLQ statistics and exit")
+    p.add_argument("--json", action="store_true", help="statistics as JSON")
+    p.add_argument("--plex-url", default=os.environ.get("PLEX_URL"), help="Plex URL (or $PLEX_URL)")
+    p.add_argument("--plex-token", default=None,
+                   help="Plex token; prefer $PLEX_TOKEN so it does not show in the process list")
+    p.add_argument("--plex-library", default=None, help="Plex library name(s), comma separated")
+    p.add_argument("--stash-url", default=os.environ.get("STASH_URL"),
+                   help="Stash URL, e.g. http://localhost:9999 (or $STASH_URL); needed for jobs not yet fetched "
+                        "and to read the plugin settings")
+    p.add_argument("--stash-api-key", default=None, help="Stash API key; prefer $STASH_API_KEY")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--dlq-list", action="store_true", help="list dead-letter entries with their reasons")
+    group.add_argument("--dlq-requeue", nargs="?", const="all", metavar="SCENE_ID",
+                       help="move dead-letter entries (all, or one scene's) back to the queue")
+    group.add_argument("--dlq-purge", action="store_true", help="delete dead-letter entries older than --days")
+    group.add_argument("--dlq-clear", action="store_true", help="delete every dead-letter entry")
+    p.add_argument("--days", type=int, default=30, help="age for --dlq-purge (default 30)")
+    args = p.parse_args(argv)
+    args.plex_token = args.plex_token or os.environ.get("PLEX_TOKEN")
+    args.stash_api_key = args.stash_api_key or os.environ.get("STASH_API_KEY")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if os.name == "posix":
+        os.umask(0o077)
+    from common import log as plog
+    from common.deps import MissingDependency, ensure
+    from common.paths import DataPaths
+
+    plog.setup(plain=True)
+    try:
+        ensure()
+    except MissingDependency as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    paths = DataPaths(args.data_dir).ensure()
+    if args.stats_only:
+        return stats(paths, args.json)
+    if args.dlq_list or args.dlq_requeue or args.dlq_purge or args.dlq_clear:
+        return dlq_command(paths, args)
+    return process(paths, args)
+
+
+def stats(paths, as_json: bool) -> int:
+    from worker.tasks import format_status, status_report
+
+    report = status_report(paths)
+    print(json.dumps(report, indent=2, default=str) if as_json else format_status(report).replace("; ", "\n"))
+    return EXIT_OK
+
+
+def dlq_command(paths, args) -> int:
+    from sync_queue.dlq import DeadLetterQueue
+    from sync_queue.queue import open_queue
+
+    dlq = DeadLetterQueue(paths.dlq_db)
+    if args.dlq_list:
+        entries = dlq.list(limit=1000)
+        if args.json:
+            print(json.dumps(entries, indent=2, default=str))
+        for e in entries if not args.json else []:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e["failed_at"]))
+            print(f"#{e['id']} scene {e['scene_id']} {when} after {e['retry_count']} retries: "
+                  f"{e['error_type']}: {e['error_message']}")
+        if not entries and not args.json:
+            print("Dead-letter queue is empty")
+        return EXIT_OK if entries else EXIT_NOTHING
+    if args.dlq_clear:
+        print(f"Cleared {dlq.clear()} dead-letter entries")
+        return EXIT_OK
+    if args.dlq_purge:
+        print(f"Purged {dlq.purge_older_than(args.days)} dead-letter entries older than {args.days} days")
+        return EXIT_OK
+    scene = None
+    if args.dlq_requeue != "all":
+        if not args.dlq_requeue.isdigit():
+            print(f"--dlq-requeue takes a scene id or nothing, not {args.dlq_requeue!r}", file=sys.stderr)
+            return EXIT_CONFIG
+        scene = int(args.dlq_requeue)
+    queue = open_queue(paths)
+    try:
+        moved = dlq.requeue(queue, scene)
+    finally:
+        queue.close()
+    print(f"Moved {moved} dead-letter entries back to the queue" + (" (run process_queue.py to sync them)" if moved else ""))
+    return EXIT_OK if moved else EXIT_NOTHING
+
+
+def _stash_connection(url: str):
+    parts = urlsplit(url)
+    return {"Scheme": parts.scheme or "http", "Host": parts.hostname or "localhost",
+            "Port": parts.port or (443 if parts.scheme == "https" else 9999)}
+
+
+def load_cli_config(args):
+    from common.errors import StashUnavailable
+    from common.stash_conn import fetch_plugin_settings
+    from validation.config import PLUGIN_ID, load_config
+
+    settings = {}
+    conn = _stash_connection(args.stash_url) if args.stash_url else {}
+    if conn:
+        try:
+            settings = fetch_plugin_settings(conn, PLUGIN_ID, api_key=args.stash_api_key or "")
+        except StashUnavailable as exc:
+            print(f"Could not read the plugin settings from Stash ({exc}); using the command line only",
+                  file=sys.stderr)
+    for key, value in (("plex_url", args.plex_url), ("plex_token", args.plex_token),
+                       ("plex_library", args.plex_library)):
+        if value:
+            settings[key] = value
+    return load_config(settings, stash_url=args.stash_url or "", stash_api_key=args.stash_api_key or ""), conn
+
+
+def process(paths, args) -> int:
+    from common.errors import ConfigError
+    from common.locking import FileLock
+    from common.log import register_secret
+    from sync_queue.queue import open_queue
+    from worker.context import build_context
+    from worker.drainer import Drainer
+
+    register_secret(args.plex_token)
+    register_secret(args.stash_api_key)
+    for name in ("worker_lock", "drain_lock", "task_lock"):
+        lock = FileLock(getattr(paths, name))
+        if lock.is_locked_elsewhere():
+            pid = lock.holder_pid()
+            print(f"A PlexSync worker is already processing the queue{f' (pid {pid})' if pid else ''}; "
+                  "let it finish (see --stats-only) and run this again if the queue stays stalled.",
+                  file=sys.stderr)
+            return EXIT_BUSY
+    queue = open_queue(paths)
+    ready = queue.stats()["ready"]
+    queue.close()
+    if not ready:
+        print("Nothing to do: no jobs are due (see --stats-only for waiting retries)")
+        return EXIT_NOTHING
+    try:
+        config, conn = load_cli_config(args)
+    except ConfigError as exc:
+        print(f"Configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    ctx = build_context(config, paths, conn)
+    bar = Progress(ready)
+    try:
+        drainer = Drainer(ctx, foreground=True)
+        try:
+            total = drainer.drain_foreground(lambda r: bar.advance(sum(r.counts.values()), r.counts))
+        except BlockingIOError as exc:
+            print(f"{exc}", file=sys.stderr)
+            return EXIT_BUSY
+    finally:
+        ctx.close()
+    bar.close()
+    c = total.counts
+    print(f"Done: {c.get('synced', 0)} synced, {c.get('unchanged', 0)} unchanged, {c.get('not_found', 0)} not found, "
+          f"{c.get('failed', 0)} failed, {c.get('retrying', 0) + c.get('postponed', 0)} waiting to retry")
+    return EXIT_FAILED if c.get("failed") else EXIT_OK
+
+
+class Progress:
+    """A progress bar on a terminal; plain lines otherwise."""
+
+    def __init__(self, total: int, stream=sys.stdout) -> None:
+        self.total, self.done, self.stream = max(total, 1), 0, stream
+        self.tty = stream.isatty()
+
+    def advance(self, n: int, counts) -> None:
+        self.done += n
+        frac = min(1.0, self.done / self.total)
+        if self.tty:
+            filled = int(frac * 30)
+            self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total}")
+        else:
+            self.stream.write(f"processed {self.done}/{self.total} ({dict(counts)})\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

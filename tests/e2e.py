@@ -1,0 +1,95 @@
+"""Shared set-up for end-to-end tests: both emulators plus the plugin runner."""
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.emulators.plex import PlexEmulator
+from tests.emulators.stash import StashEmulator, validate_documents
+from tests.runner import PluginRunner, scene_update
+
+PLEX_TOKEN = "plex-e2e-token-0123456789"
+STASH_API_KEY = "stash-e2e-apikey-0123456789"
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "shared" / "stash-schema"
+
+
+class Env:
+    """One Plex, one Stash and the installed plugin."""
+
+    def __init__(self, tmp_path: Path, *, settings=None, require_auth=True, host="127.0.0.1", from_zip=None) -> None:
+        self.plex = PlexEmulator(token=PLEX_TOKEN).start()
+        self.stash = StashEmulator(api_key=STASH_API_KEY, require_auth=require_auth).start()
+        self.section = self.plex.add_section("Stash", locations=["/data/stash"])
+        base = {"plex_url": self.plex.url, "plex_token": PLEX_TOKEN, "plex_library": "Stash", "poll_interval": 0.3}
+        base.update(settings or {})
+        self.stash.set_plugin_settings("PlexSync", {k: v for k, v in base.items() if v is not None})
+        self.runner = PluginRunner(tmp_path, self.stash, host=host, from_zip=from_zip)
+
+    def settings(self, **changes) -> None:
+        current = dict(self.stash.plugin_settings("PlexSync"))
+        current.update(changes)
+        self.stash.set_plugin_settings("PlexSync", {k: v for k, v in current.items() if v is not None})
+
+    def scene_with_item(self, n: int, **scene):
+        path = f"/data/stash/scene_{n}.mp4"
+        rk = self.plex.add_item(self.section, f"scene_{n}", [path])
+        fields = {"title": f"Title {n}", "details": f"Details {n}", "date": "2024-03-05", "studio": "Acme",
+                  "performers": ["Jane Doe"], "tags": ["Outdoor", "HD"], "rating100": 80, "files": [path]}
+        fields.update(scene)
+        sid = self.stash.add_scene(**fields)
+        return sid, rk
+
+    def hook(self, scene_id: int, ctx=None):
+        return self.runner.run_hook(ctx or scene_update(scene_id, title="changed"))
+
+    def settle(self, timeout: float = 60):
+        self.runner.wait_idle(timeout)
+
+    def queue_db(self):
+        return sqlite3.connect(str(self.runner.data_dir / "queue" / "data.db"))
+
+    def make_retries_due(self) -> int:
+        """Fake the passing of time: every waiting retry becomes due now."""
+        with self.queue_db() as conn:
+            return conn.execute("UPDATE plexsync_jobs_default SET due_at = 0 WHERE status < 2").rowcount
+
+    def stats(self):
+        from sync_queue.queue import JobQueue
+
+        q = JobQueue(str(self.runner.data_dir / "queue"))
+        try:
+            return q.stats()
+        finally:
+            q.close()
+
+    def dlq(self):
+        from sync_queue.dlq import DeadLetterQueue
+
+        return DeadLetterQueue(self.runner.data_dir / "dlq.db").list(limit=1000)
+
+    def close(self) -> None:
+        self.runner.kill_workers()
+        self.plex.stop()
+        self.stash.stop()
+        if SCHEMA_DIR.exists():
+            errors = validate_documents(self.stash.documents, SCHEMA_DIR)
+            assert not errors, f"documents the plugin sent are invalid against Stash's schema: {errors[:3]}"
+
+
+@pytest.fixture
+def env(tmp_path):
+    e = Env(tmp_path)
+    yield e
+    e.close()
+
+
+def wait_for(predicate, timeout: float = 30, interval: float = 0.05, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {message}")
