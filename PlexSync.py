@@ -23,7 +23,7 @@ def main(argv) -> int:
         os.umask(0o077)  # data files hold job data: owner-only
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from common import log
-    from common.deps import HOOK_IMPORTS, MissingDependency, ensure
+    from common.deps import MissingDependency, ensure
     from common.paths import DataPaths
 
     worker_mode = "--worker" in argv
@@ -48,7 +48,10 @@ def main(argv) -> int:
             return run_background(payload, paths)
         log.setup()
         if "hookContext" in args:
-            ensure(HOOK_IMPORTS)
+            try:
+                import persistqueue  # noqa: F401  (the hook's only dependency)
+            except ImportError:
+                ensure(("persistqueue",))
             from hooks.handler import handle
 
             output, error = handle(payload, paths)

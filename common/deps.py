@@ -6,6 +6,7 @@ pip command. A missing package never ends in a bare traceback.
 """
 
 import importlib
+import os
 
 from common.paths import PLUGIN_DIR
 
@@ -19,7 +20,6 @@ REQUIREMENTS = {
     "pydantic": ("pydantic>=2.5,<3", "pydantic>=2.5"),
     "requests": ("requests>=2.31,<3", "requests>=2.31"),
 }
-HOOK_IMPORTS = ("persistqueue",)
 
 
 class MissingDependency(ImportError):
@@ -27,7 +27,7 @@ class MissingDependency(ImportError):
 
 
 def install_hint() -> str:
-    return f'python -m pip install -r "{PLUGIN_DIR / "requirements.txt"}"'
+    return f'python -m pip install -r "{os.path.join(PLUGIN_DIR, "requirements.txt")}"'
 
 
 def ensure(names=tuple(REQUIREMENTS)) -> None:

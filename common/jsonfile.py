@@ -2,7 +2,6 @@
 
 import json
 import os
-import tempfile
 from typing import Any
 
 
@@ -16,6 +15,8 @@ def read_json(path: "str | os.PathLike[str]", default: Any = None) -> Any:
 
 def write_json(path: "str | os.PathLike[str]", data: Any) -> None:
     """Write to a temp file in the same folder, fsync, then rename over ``path``."""
+    import tempfile  # only writers need it; the hook mostly reads
+
     folder = os.path.dirname(os.fspath(path)) or "."
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
     try:

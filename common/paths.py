@@ -1,9 +1,12 @@
-"""Where PlexSync keeps its files: one place, so no module guesses a path."""
+"""Where PlexSync keeps its files: one place, so no module guesses a path.
+
+Plain strings and os.path, not pathlib: the hook imports this on every
+Stash save, and pathlib alone costs several milliseconds of import time.
+"""
 
 import os
-from pathlib import Path
 
-PLUGIN_DIR = Path(__file__).resolve().parent.parent
+PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_ENV = "STASH_PLUGIN_DATA"
 
 
@@ -12,23 +15,25 @@ class DataPaths:
 
     def __init__(self, root: "str | os.PathLike[str] | None" = None) -> None:
         if root is None:
-            root = os.environ.get(DATA_ENV) or PLUGIN_DIR / "data"
-        self.root = Path(root)
-        self.queue_dir = self.root / "queue"
-        self.dlq_db = self.root / "dlq.db"
-        self.timestamps = self.root / "sync_timestamps.json"
-        self.device_id = self.root / "device_id.json"
-        self.config_state = self.root / "config_state.json"
-        self.match_index = self.root / "match_index.db"
-        self.worker_lock = self.root / "worker.lock"
-        self.drain_lock = self.root / "drain.lock"
-        self.task_lock = self.root / "task.lock"
-        self.worker_log = self.root / "worker.log"
+            root = os.environ.get(DATA_ENV) or os.path.join(PLUGIN_DIR, "data")
+        self.root = os.path.abspath(os.fspath(root))
+        join = lambda name: os.path.join(self.root, name)  # noqa: E731
+        self.queue_dir = join("queue")
+        self.queue_db = os.path.join(self.queue_dir, "data.db")  # jobs + circuit breaker
+        self.dlq_db = join("dlq.db")
+        self.timestamps = join("sync_timestamps.json")
+        self.device_id = join("device_id.json")
+        self.config_state = join("config_state.json")
+        self.match_index = join("match_index.db")
+        self.worker_lock = join("worker.lock")
+        self.drain_lock = join("drain.lock")
+        self.task_lock = join("task.lock")
+        self.worker_log = join("worker.log")
 
     def ensure(self) -> "DataPaths":
         """Create the data folders, owner-only on POSIX (they hold job data)."""
         for folder in (self.root, self.queue_dir):
-            folder.mkdir(parents=True, exist_ok=True)
+            os.makedirs(folder, exist_ok=True)
             if os.name == "posix":
                 os.chmod(folder, 0o700)
         return self

@@ -15,6 +15,7 @@ import re
 import tempfile
 import traceback
 import uuid
+from pathlib import Path
 from typing import Iterator, Optional
 from xml.etree.ElementTree import ParseError
 
@@ -61,7 +62,7 @@ class PlexSyncServer(PlexServer):
 
 def load_device_id(paths) -> str:
     """The persistent client identifier in ``paths.device_id`` (created once)."""
-    path = paths.device_id
+    path = Path(paths.device_id)
     existing = _read_device_id(path)
     if existing:
         return existing

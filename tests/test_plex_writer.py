@@ -331,7 +331,7 @@ def test_device_id_persists_across_connects(emu, section, paths):
     emu.add_item(section, "scene one", [FILE])
     first = load_device_id(paths)
     assert load_device_id(paths) == first
-    assert json.loads(paths.device_id.read_text()) == {"device_id": first}
+    assert json.loads(open(paths.device_id).read()) == {"device_id": first}
     if os.name == "posix":
         assert os.stat(paths.device_id).st_mode & 0o077 == 0
     before = dict(plexapi.BASE_HEADERS)
@@ -345,6 +345,7 @@ def test_device_id_persists_across_connects(emu, section, paths):
 
 
 def test_unreadable_device_id_is_replaced(paths):
-    paths.device_id.write_text("not json")
+    with open(paths.device_id, "w") as fh:
+        fh.write("not json")
     new = load_device_id(paths)
     assert load_device_id(paths) == new

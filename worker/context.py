@@ -69,7 +69,7 @@ def build_context(config: PlexSyncConfig, paths, server_connection: Dict[str, An
         paths=paths,
         queue=queue,
         dlq=dlq,
-        breaker=CircuitBreaker(paths.queue_dir / "data.db"),
+        breaker=CircuitBreaker(paths.queue_db),
         timestamps=SyncTimestamps(paths.timestamps),
         stash=StashClient(server_connection, api_key=config.stash_api_key, timeout=config.read_timeout),
         plex=PlexSync(config, paths),

@@ -15,7 +15,7 @@ from typing import Any, Dict
 from common.locking import FileLock
 from common.paths import PLUGIN_DIR
 
-ENTRY = PLUGIN_DIR / "PlexSync.py"
+ENTRY = os.path.join(PLUGIN_DIR, "PlexSync.py")
 
 
 def worker_running(paths) -> bool:
@@ -40,7 +40,7 @@ def spawn_worker(paths, server_connection: Dict[str, Any]) -> subprocess.Popen:
         "stdout": subprocess.DEVNULL,
         "stderr": subprocess.DEVNULL,
         "close_fds": True,
-        "cwd": str(paths.root),
+        "cwd": paths.root,
     }
     if os.name == "nt":  # pragma: no cover - Windows only
         kwargs["creationflags"] = (
@@ -49,9 +49,9 @@ def spawn_worker(paths, server_connection: Dict[str, Any]) -> subprocess.Popen:
     else:
         kwargs["start_new_session"] = True
     env = dict(os.environ)
-    env["STASH_PLUGIN_DATA"] = str(paths.root)
+    env["STASH_PLUGIN_DATA"] = paths.root
     kwargs["env"] = env
-    proc = subprocess.Popen([sys.executable, str(ENTRY), "--worker"], **kwargs)
+    proc = subprocess.Popen([sys.executable, ENTRY, "--worker"], **kwargs)
     try:
         proc.stdin.write(json.dumps({"server_connection": server_connection}).encode())
         proc.stdin.close()

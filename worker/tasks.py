@@ -171,7 +171,7 @@ def status_report(paths) -> Dict[str, Any]:
     finally:
         queue.close()
     dlq = DeadLetterQueue(paths.dlq_db)
-    breaker = CircuitBreaker(paths.queue_dir / "data.db").status()
+    breaker = CircuitBreaker(paths.queue_db).status()
     last = SyncTimestamps(paths.timestamps).last_sync_time()
     return {
         "pending": stats["ready"],
