@@ -7,6 +7,10 @@ import logging
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import urlsplit
 
+import requests
+from requests.adapters import HTTPAdapter
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
 from common.errors import StashUnavailable
 from common.log import register_secret
 from common.stash_conn import session_cookie, stash_url
@@ -54,11 +58,15 @@ class StashClient:
             # stashapi switches to the API key (if Stash has one) so a long
             # drain outlives the session cookie.
             register_secret(self._stash.s.headers.get("ApiKey"))
+            # stashapi posts without a timeout; a hung Stash must not hang the worker.
+            adapter = _TimeoutAdapter(self.timeout)
+            self._stash.s.mount("http://", adapter)
+            self._stash.s.mount("https://", adapter)
         return self._stash
 
     def _call(self, query: str, variables: Dict[str, Any]) -> Dict[str, Any]:
         try:
-            result = self.stash.call_GQL(query, variables)
+            result = _quick_retry(self.stash.call_GQL, query, variables)
         except StashUnavailable:
             raise
         except (Exception, SystemExit) as exc:
@@ -118,6 +126,29 @@ class StashClient:
         if len(data) > MAX_IMAGE_BYTES or not data:
             return None
         return data
+
+
+class _TimeoutAdapter(HTTPAdapter):
+    """Gives every request a timeout unless the caller set one."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self.default_timeout = timeout
+
+    def send(self, request, **kwargs):
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.default_timeout
+        return super().send(request, **kwargs)
+
+
+def _quick_retry(func, *args):
+    """Ride out a Stash restart of a few seconds inside one call.
+
+    Longer outages are the queue's business (the jobs wait and retry).
+    """
+    retrying = Retrying(stop=stop_after_attempt(3), wait=wait_random_exponential(multiplier=0.5, max=3),
+                        retry=retry_if_exception_type(requests.ConnectionError), reraise=True)
+    return retrying(func, *args)
 
 
 def _origin(url: str) -> Tuple[str, str, Optional[int]]:
