@@ -32,7 +32,10 @@ def main(argv) -> int:
         payload = json.loads(raw) if raw.strip() else {}
         if not isinstance(payload, dict):
             raise ValueError("input is not a JSON object")
-    except ValueError as exc:
+        for key in ("args", "server_connection"):
+            if not isinstance(payload.get(key) or {}, dict):
+                raise ValueError(f"{key} is not a JSON object")
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         log.setup()
         log.logging.getLogger("plexsync").error("[PlexSync] Invalid plugin input: %s", exc)
         _emit(None, f"Invalid plugin input: {exc}")
@@ -48,10 +51,10 @@ def main(argv) -> int:
             return run_background(payload, paths)
         log.setup()
         if "hookContext" in args:
-            try:
-                import persistqueue  # noqa: F401  (the hook's only dependency)
-            except ImportError:
-                ensure(("persistqueue",))
+            # The hook imports persist-queue, and pydantic when it re-checks the
+            # settings: look both up (pydantic without importing it, too slow
+            # for every save) so a missing one is named, never a traceback.
+            ensure(("persistqueue", "pydantic"), probe=True)
             from hooks.handler import handle
 
             output, error = handle(payload, paths)
@@ -61,7 +64,8 @@ def main(argv) -> int:
 
             output, error = run_task(payload, paths)
     except MissingDependency as exc:
-        log.setup()
+        # The detached worker has no stderr to Stash: it says so in worker.log.
+        log.setup(log_file=paths.ensure().worker_log if worker_mode else None)
         log.logging.getLogger("plexsync").error("[PlexSync] %s", exc)
         output, error = None, str(exc)
     except Exception as exc:  # last resort: Stash must still get one JSON object

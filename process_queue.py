@@ -4,12 +4,13 @@
     python process_queue.py --stats-only [--json]
     python process_queue.py --dlq-list | --dlq-requeue [SCENE_ID] | --dlq-purge [--days N] | --dlq-clear
 
-Exit codes: 0 done, 1 some jobs failed, 2 configuration error, 3 nothing to do,
-4 another PlexSync worker is processing the queue.
+Exit codes: 0 done, 1 some jobs failed or still wait for a retry, 2 configuration
+error, 3 nothing to do, 4 another PlexSync worker is processing the queue.
 """
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -57,13 +58,20 @@ def main(argv=None) -> int:
     from common.deps import MissingDependency, ensure
     from common.paths import DataPaths
 
-    plog.setup(plain=True)
+    # Under a progress bar, a line per scene would garble it: warnings and errors only.
+    plog.setup(level=logging.WARNING if sys.stdout.isatty() else logging.INFO, plain=True)
     try:
         ensure()
     except MissingDependency as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
-    paths = DataPaths(args.data_dir).ensure()
+    paths = DataPaths(args.data_dir)
+    if not os.path.isdir(paths.root):
+        # A typo must not silently create (and report on) an empty data folder.
+        print(f"No PlexSync data folder at {paths.root}; pass the plugin's data folder with --data-dir "
+              "(or set $STASH_PLUGIN_DATA)", file=sys.stderr)
+        return EXIT_CONFIG
+    paths.ensure()
     if args.stats_only:
         return stats(paths, args.json)
     if args.dlq_list or args.dlq_requeue or args.dlq_purge or args.dlq_clear:
@@ -161,9 +169,12 @@ def process(paths, args) -> int:
                   file=sys.stderr)
             return EXIT_BUSY
     queue = open_queue(paths)
-    ready = queue.stats()["ready"]
+    stats = queue.stats()
     queue.close()
-    if not ready:
+    # No drainer holds the locks, so rows still in progress were left by a
+    # killed one: they are resumed and processed too.
+    todo = stats["ready"] + stats["in_progress"]
+    if not todo:
         print("Nothing to do: no jobs are due (see --stats-only for waiting retries)")
         return EXIT_NOTHING
     try:
@@ -172,7 +183,7 @@ def process(paths, args) -> int:
         print(f"Configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     ctx = build_context(config, paths, conn)
-    bar = Progress(ready)
+    bar = Progress(todo)
     try:
         drainer = Drainer(ctx, foreground=True)
         try:
@@ -184,26 +195,35 @@ def process(paths, args) -> int:
         ctx.close()
     bar.close()
     c = total.counts
+    waiting = c.get("retrying", 0) + c.get("postponed", 0)
     print(f"Done: {c.get('synced', 0)} synced, {c.get('unchanged', 0)} unchanged, {c.get('not_found', 0)} not found, "
-          f"{c.get('failed', 0)} failed, {c.get('retrying', 0) + c.get('postponed', 0)} waiting to retry")
-    return EXIT_FAILED if c.get("failed") else EXIT_OK
+          f"{c.get('failed', 0)} failed, {waiting} waiting to retry")
+    if total.stash_down and not args.stash_url:
+        print("Some jobs need their scene fetched from Stash: pass --stash-url (and the API key in "
+              "$STASH_API_KEY or --stash-api-key)", file=sys.stderr)
+    if c.get("failed"):
+        print("Failed jobs are in the dead-letter queue: see --dlq-list", file=sys.stderr)
+    return EXIT_FAILED if c.get("failed") or c.get("not_found") or waiting else EXIT_OK
 
 
 class Progress:
-    """A progress bar on a terminal; plain lines otherwise."""
+    """A progress bar on a terminal; one plain line per batch otherwise (logs, cron)."""
 
-    def __init__(self, total: int, stream=sys.stdout) -> None:
-        self.total, self.done, self.stream = max(total, 1), 0, stream
-        self.tty = stream.isatty()
+    def __init__(self, total: int, stream=None) -> None:
+        self.total, self.done, self.stream = max(total, 1), 0, stream or sys.stdout
+        self.counts: dict = {}
+        self.tty = self.stream.isatty()
 
     def advance(self, n: int, counts) -> None:
         self.done += n
-        frac = min(1.0, self.done / self.total)
+        for key, value in counts.items():
+            self.counts[key] = self.counts.get(key, 0) + value
         if self.tty:
-            filled = int(frac * 30)
+            filled = int(min(1.0, self.done / self.total) * 30)
             self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total}")
         else:
-            self.stream.write(f"processed {self.done}/{self.total} ({dict(counts)})\n")
+            detail = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in sorted(self.counts.items()))
+            self.stream.write(f"processed {self.done}/{self.total}: {detail}\n")
         self.stream.flush()
 
     def close(self) -> None:

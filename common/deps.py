@@ -6,7 +6,9 @@ pip command. A missing package never ends in a bare traceback.
 """
 
 import importlib
+import importlib.util
 import os
+import sys
 
 from common.paths import PLUGIN_DIR
 
@@ -27,11 +29,19 @@ class MissingDependency(ImportError):
 
 
 def install_hint() -> str:
-    return f'python -m pip install -r "{os.path.join(PLUGIN_DIR, "requirements.txt")}"'
+    """The command that installs the requirements for the Python Stash runs."""
+    python = sys.executable or "python"
+    return f'"{python}" -m pip install -r "{os.path.join(PLUGIN_DIR, "requirements.txt")}"'
 
 
-def ensure(names=tuple(REQUIREMENTS)) -> None:
-    missing = [name for name in names if not _importable(name)]
+def ensure(names=tuple(REQUIREMENTS), *, probe: bool = False) -> None:
+    """Make ``names`` importable, or raise MissingDependency saying how.
+
+    ``probe`` only looks the packages up without importing them (the hook
+    cannot afford to import pydantic on every save just to check it).
+    """
+    check = _findable if probe else _importable
+    missing = [name for name in names if not check(name)]
     if not missing:
         return
     try:
@@ -47,9 +57,16 @@ def ensure(names=tuple(REQUIREMENTS)) -> None:
         raise MissingDependency(
             f"PythonDepManager could not install {', '.join(missing)} ({exc}). Run: {install_hint()}"
         ) from None
-    still = [name for name in missing if not _importable(name)]
+    still = [name for name in missing if not check(name)]
     if still:
         raise MissingDependency("PlexSync still cannot import " + ", ".join(still) + ". Run: " + install_hint())
+
+
+def _findable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _importable(name: str) -> bool:

@@ -10,6 +10,7 @@ folder). index.yml is the list Stash's plugin manager reads from a source URL.
 import argparse
 import hashlib
 import io
+import re
 import sys
 import zipfile
 from datetime import datetime, timezone
@@ -34,18 +35,21 @@ def runtime_files(root: Path = ROOT) -> list:
     return files
 
 
+def _manifest(root: Path) -> dict:
+    import yaml  # a maintainer tool: PyYAML comes with requirements-dev.txt
+
+    return yaml.safe_load((root / "PlexSync.yml").read_text(encoding="utf-8"))
+
+
 def manifest_version(root: Path = ROOT) -> str:
-    for line in (root / "PlexSync.yml").read_text(encoding="utf-8").splitlines():
-        if line.startswith("version:"):
-            return line.split(":", 1)[1].strip()
-    raise SystemExit("PlexSync.yml has no version")
+    version = _manifest(root).get("version")
+    if version is None:
+        raise SystemExit("PlexSync.yml has no version")
+    return str(version)
 
 
 def manifest_description(root: Path = ROOT) -> str:
-    for line in (root / "PlexSync.yml").read_text(encoding="utf-8").splitlines():
-        if line.startswith("description:"):
-            return line.split(":", 1)[1].strip()
-    return ""
+    return str(_manifest(root).get("description") or "")
 
 
 def build_zip(root: Path = ROOT) -> bytes:
@@ -68,13 +72,29 @@ def index_entry(zip_bytes: bytes, version: str, date: str, path: str, descriptio
         f"  name: {PLUGIN_ID}\n"
         f"  metadata:\n"
         f"    description: {_quote(description)}\n"
-        f"  version: {version}\n"
+        f"  version: {_quote(version)}\n"  # quoted: 1.0 must stay a string
         f"  date: \"{date}\"\n"
         f"  path: {path}\n"
         f"  sha256: {sha}\n"
         f"  requires:\n"
         f"    - PythonDepManager\n"
     )
+
+
+def _previous_date(index: Path, zip_bytes: bytes) -> "str | None":
+    """The date already in ``index`` if it describes this very zip.
+
+    The zip is deterministic, so rebuilding an unchanged plugin keeps
+    index.yml byte for byte (no churn in the committed file).
+    """
+    try:
+        text = index.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    if f"sha256: {hashlib.sha256(zip_bytes).hexdigest()}" not in text:
+        return None
+    match = re.search(r'^  date: "([^"]+)"$', text, re.MULTILINE)
+    return match.group(1) if match else None
 
 
 def _quote(text: str) -> str:
@@ -91,7 +111,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     data = build_zip()
     (out / f"{PLUGIN_ID}.zip").write_bytes(data)
-    date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    date = _previous_date(Path(args.index), data) or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     version = args.version or manifest_version()
     Path(args.index).write_text(index_entry(data, version, date, f"{PLUGIN_ID}.zip", manifest_description()),
                                 encoding="utf-8")

@@ -23,6 +23,7 @@ log = logging.getLogger("plexsync.worker")
 
 BATCH_SIZE = 50
 POLL = 0.5
+LOCK_WAIT = 1.0  # see _acquire_briefly
 
 
 class Drainer:
@@ -36,18 +37,20 @@ class Drainer:
         self.task_lock = FileLock(ctx.paths.task_lock)
         self.stop = threading.Event()
         self.total = BatchResult()
-        self._resumed = False
 
     def _take_drain_lock(self, wait: float) -> bool:
+        if self.drain_lock.held:
+            return True
         deadline = time.monotonic() + wait
         while not self.drain_lock.acquire():
             if self.stop.is_set() or time.monotonic() >= deadline:
                 return False
             time.sleep(0.05)
-        if not self._resumed:
-            # Only the holder resumes: rows still unacked belong to a dead drainer.
-            self.ctx.queue.resume_unack_tasks()
-            self._resumed = True
+        # Only the holder resumes, and on every (re)take: a drainer settles
+        # its batch before it lets the lock go, so rows still unacked belong
+        # to one that died holding it (e.g. a task Stash killed while this
+        # worker waited for it).
+        self.ctx.queue.resume_unack_tasks()
         return True
 
     def run_once(self) -> Optional[BatchResult]:
@@ -62,7 +65,8 @@ class Drainer:
     def drain_foreground(self, on_batch: Optional[Callable[[BatchResult], None]] = None,
                          wait_for_lock: float = 600.0) -> BatchResult:
         """Drain until nothing is due (waiting retries stay queued)."""
-        if not self.task_lock.acquire():
+        # The background worker probes task.lock between batches: retry past a probe.
+        if not _acquire_briefly(self.task_lock):
             raise BlockingIOError("another PlexSync task is already processing the queue")
         try:
             if not self._take_drain_lock(wait_for_lock):
@@ -131,7 +135,7 @@ def run_background(payload, paths) -> int:
     paths.ensure()
     plog.setup(log_file=paths.worker_log)
     worker_lock = FileLock(paths.worker_lock)
-    if not worker_lock.acquire():
+    if not _acquire_briefly(worker_lock):
         return 0
     conn = (payload or {}).get("server_connection") or {}
     try:
@@ -170,7 +174,7 @@ def _background(config, paths, conn, worker_lock: FileLock) -> None:
             # No lost wake-up: a hook that queued after our last look either
             # sees the lock free (and spawns a worker) or is seen here.
             worker_lock.release()
-            if ctx.queue.stats()["ready"] and worker_lock.acquire():
+            if ctx.queue.stats()["ready"] and _acquire_briefly(worker_lock):
                 continue
             break
     except Exception:
@@ -179,6 +183,23 @@ def _background(config, paths, conn, worker_lock: FileLock) -> None:
         ctx.close()
         worker_lock.release()
         log.info("[PlexSync Worker] Background worker exiting")
+
+
+def _acquire_briefly(lock: FileLock, wait: float = LOCK_WAIT) -> bool:
+    """Take ``lock``, retrying for ``wait`` s.
+
+    ``is_locked_elsewhere`` probes (a hook deciding whether to spawn, Queue
+    Status, the CLI, the worker watching task.lock) hold a lock for an
+    instant; giving up on the first try would let a probe make a new worker
+    exit while a job waits, or fail a task. A real holder keeps the lock, so
+    a genuine loser gives up after ``wait``.
+    """
+    deadline = time.monotonic() + wait
+    while not lock.acquire():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def _pid() -> int:

@@ -7,7 +7,6 @@ so the next drainer picks up where this one stopped.
 """
 
 import logging
-import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -18,8 +17,10 @@ from validation.scene import scene_from_stash
 
 log = logging.getLogger("plexsync")
 
-PAGE_SIZE = 250
+PAGE_SIZE = 250  # scenes per findScenes request: bounded, never per_page -1
 RECENT_HOURS = 24
+TZ_SLACK_HOURS = 14  # the largest UTC offset of any time zone
+LISTING_SHARE = 0.1  # of the progress bar, for listing scenes; the rest is syncing
 
 
 def run_task(payload: Dict[str, Any], paths) -> Tuple[Any, Optional[str]]:
@@ -54,9 +55,27 @@ def run_task(payload: Dict[str, Any], paths) -> Tuple[Any, Optional[str]]:
 
 # -- syncing ------------------------------------------------------------------
 
-def sync_all(ctx, paths, conn, updated_after: Optional[str] = None, label: str = "all") -> Tuple[Any, Optional[str]]:
-    """Page through Stash, queue scenes changed since their last sync, then drain."""
-    queued = unchanged = invalid = 0
+def sync_all(ctx, paths, conn, updated_after: Optional[str] = None, label: str = "all",
+             cutoff: Optional[datetime] = None) -> Tuple[Any, Optional[str]]:
+    """Page through Stash, queue scenes changed since their last sync, then drain.
+
+    Memory stays flat: one page of scenes at a time; the jobs wait on disk.
+    ``cutoff`` keeps only scenes updated after it (Sync Recent).
+    """
+    from worker.drainer import Drainer
+
+    drainer = Drainer(ctx, foreground=True)
+    # Claim the queue before listing: a background worker yields at once, so
+    # the jobs queued below are synced (and counted) by this task, not by it.
+    drainer.task_lock.acquire()
+    try:
+        return _sync_listed(ctx, paths, conn, drainer, updated_after, label, cutoff)
+    finally:
+        drainer.task_lock.release()
+
+
+def _sync_listed(ctx, paths, conn, drainer, updated_after, label, cutoff) -> Tuple[Any, Optional[str]]:
+    queued = unchanged = invalid = no_file = checked = 0
     page, seen, total = 1, 0, None
     while True:
         try:
@@ -67,59 +86,90 @@ def sync_all(ctx, paths, conn, updated_after: Optional[str] = None, label: str =
         jobs = []
         for raw in scenes:
             seen += 1
+            if cutoff is not None and not _updated_after(raw.get("updated_at"), cutoff):
+                continue
+            checked += 1
             try:
                 scene = scene_from_stash(raw, strict=ctx.config.strict_mode)
             except InvalidSceneData as exc:
-                job = make_job(int(str(raw.get("id", 0)) or 0) if str(raw.get("id", "")).isdigit() else 0,
-                               "sync_all", {"source": "task"})
-                ctx.dlq.add(job, exc)
+                raw_id = str(raw.get("id", ""))
+                ctx.dlq.add(make_job(int(raw_id) if raw_id.isdigit() else 0, "sync_all", {"source": "task"}), exc)
                 invalid += 1
                 continue
             if ctx.timestamps.is_current(scene.id, scene.updated_at):
                 unchanged += 1
                 continue
+            if not scene.files:
+                # Nothing to match in Plex; queuing it would add a DLQ row on every run.
+                no_file += 1
+                continue
             jobs.append(make_job(scene.id, "sync_all", {"source": "task", "snapshot": scene.model_dump()}))
         queued += ctx.queue.put_many(jobs)
-        plog.progress(0.1 * seen / max(total or 1, 1))
+        plog.progress(LISTING_SHARE * seen / max(total or 1, 1))
         if not scenes or seen >= (total or 0):
             break
         page += 1
-    log.info("[PlexSync] Sync %s: %d scenes checked, %d queued, %d unchanged since their last sync",
-             label, seen, queued, unchanged)
-    result = _drain(ctx, expected=queued, progress_from=0.1)
+    log.info("[PlexSync] Sync %s: %d scenes checked, %d queued, %d unchanged since their last sync%s",
+             label, checked, queued, unchanged, f", {no_file} without a file skipped" if no_file else "")
+    result, error = _drain(ctx, expected=queued, progress_from=LISTING_SHARE, drainer=drainer)
     counts = result.counts
     summary = (f"Sync complete: {counts.get('synced', 0)} synced, {unchanged + counts.get('unchanged', 0)} unchanged, "
                f"{counts.get('not_found', 0)} not found, {counts.get('failed', 0) + invalid} failed")
-    waiting = ctx.queue.stats()["waiting_retry"]
-    if waiting:
-        summary += f" ({waiting} waiting to retry)"
-        _start_worker_for_retries(paths, conn)
+    if no_file:
+        summary += f", {no_file} without a file"
+    summary += _waiting_note(ctx, paths, conn)
     log.info("[PlexSync] %s", summary)
     plog.progress(1.0)
-    return summary, None
+    return summary, error
 
 
 def sync_recent(ctx, paths, conn):
-    since = (datetime.now(timezone.utc) - timedelta(hours=RECENT_HOURS)).isoformat(timespec="seconds")
-    return sync_all(ctx, paths, conn, updated_after=since, label="recent")
+    cutoff = datetime.now(timezone.utc) - timedelta(hours=RECENT_HOURS)
+    # Stash compares updated_at as text in its own time zone, so a UTC bound
+    # is off by the server's UTC offset: ask for a window wider by the largest
+    # offset there is, then keep exactly the last RECENT_HOURS here.
+    wider = (cutoff - timedelta(hours=TZ_SLACK_HOURS)).isoformat(timespec="seconds")
+    return sync_all(ctx, paths, conn, updated_after=wider, label="recent", cutoff=cutoff)
+
+
+def _updated_after(value: Any, cutoff: datetime) -> bool:
+    try:
+        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return True  # cannot tell: sync it
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when > cutoff
 
 
 def process_queue(ctx, paths, conn):
     stats = ctx.queue.stats()
-    if not stats["ready"]:
+    # Rows left in progress by a killed drainer (a cancelled task) are resumed
+    # by whoever takes the drain lock next: they are work too.
+    todo = stats["ready"] + stats["in_progress"]
+    if not todo:
         msg = f"Nothing to process: 0 due jobs, {stats['waiting_retry']} waiting to retry"
+        if stats["waiting_retry"]:
+            _start_worker_for_retries(paths, conn)
         log.info("[PlexSync] %s", msg)
         return msg, None
-    result = _drain(ctx, expected=stats["ready"], progress_from=0.0)
+    result, error = _drain(ctx, expected=todo, progress_from=0.0)
     counts = result.counts
     msg = (f"Queue processed: {counts.get('synced', 0)} synced, {counts.get('unchanged', 0)} unchanged, "
            f"{counts.get('not_found', 0)} not found, {counts.get('failed', 0)} failed")
-    waiting = ctx.queue.stats()["waiting_retry"]
-    if waiting:
-        msg += f" ({waiting} waiting to retry)"
-        _start_worker_for_retries(paths, conn)
+    msg += _waiting_note(ctx, paths, conn)
     log.info("[PlexSync] %s", msg)
-    return msg, None
+    plog.progress(1.0)
+    return msg, error
+
+
+def _waiting_note(ctx, paths, conn) -> str:
+    """Retries not due yet: say so, and leave a background worker to run them."""
+    waiting = ctx.queue.stats()["waiting_retry"]
+    if not waiting:
+        return ""
+    _start_worker_for_retries(paths, conn)
+    return f" ({waiting} waiting to retry)"
 
 
 def retry_dlq(ctx, paths, conn):
@@ -131,10 +181,11 @@ def retry_dlq(ctx, paths, conn):
     return f"Requeued {moved}. {out}", err
 
 
-def _drain(ctx, expected: int, progress_from: float):
+def _drain(ctx, expected: int, progress_from: float, drainer=None):
+    """Drain in the foreground; returns (BatchResult, error message or None)."""
     from worker.drainer import Drainer
 
-    drainer = Drainer(ctx, foreground=True)
+    drainer = drainer or Drainer(ctx, foreground=True)
     done = [0]
 
     def on_batch(result) -> None:
@@ -143,10 +194,10 @@ def _drain(ctx, expected: int, progress_from: float):
             plog.progress(progress_from + (1 - progress_from) * min(1.0, done[0] / expected))
 
     try:
-        return drainer.drain_foreground(on_batch)
+        return drainer.drain_foreground(on_batch), None
     except BlockingIOError as exc:
-        log.error("[PlexSync] %s", exc)
-        return drainer.total
+        log.error("[PlexSync] Cannot process the queue now: %s; the jobs stay queued", exc)
+        return drainer.total, f"Cannot process the queue now: {exc}"
 
 
 def _start_worker_for_retries(paths, conn) -> None:
@@ -193,9 +244,15 @@ def format_status(report: Dict[str, Any]) -> str:
         return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "never"
 
     top = ", ".join(f"{e['error_type']} ({e['count']})" for e in report["dlq_top_errors"]) or "none"
-    return (f"Queue: {report['pending']} pending, {report['waiting_retry']} waiting to retry, "
+    waiting = f"{report['waiting_retry']} waiting to retry"
+    if report["next_retry_at"]:
+        waiting += f" (next at {when(report['next_retry_at'])})"
+    breaker = report["circuit_breaker"]
+    if report["circuit_retry_at"] and breaker == "open":
+        breaker += f" (Plex paused until {when(report['circuit_retry_at'])})"
+    return (f"Queue: {report['pending']} pending, {waiting}, "
             f"{report['in_progress']} in progress; DLQ: {report['dlq']} (top errors: {top}); "
-            f"circuit breaker: {report['circuit_breaker']}; last successful sync: {when(report['last_success'])}; "
+            f"circuit breaker: {breaker}; last successful sync: {when(report['last_success'])}; "
             f"background worker: {'running' if report['worker_running'] else 'not running'}")
 
 
@@ -215,13 +272,28 @@ def clear_dlq(_ctx, paths, _conn):
     return f"Cleared {n} dead-letter entries", None
 
 
-def purge_dlq(ctx, paths, _conn):
+def purge_dlq(_ctx, paths, conn):
     from sync_queue.dlq import DeadLetterQueue
 
-    days = ctx.config.dlq_retention_days
+    paths.ensure()
+    days = _retention_days(conn, paths)
     n = DeadLetterQueue(paths.dlq_db).purge_older_than(days)
     log.info("[PlexSync] Purged %d dead-letter entries older than %d days", n, days)
     return f"Purged {n} dead-letter entries older than {days} days", None
+
+
+def _retention_days(conn, paths) -> int:
+    """The configured DLQ retention; the default when the settings are unusable
+    (purging needs neither Plex nor valid Plex settings)."""
+    from validation.config import PlexSyncConfig
+    from worker.context import read_config
+
+    try:
+        return read_config(conn, paths).dlq_retention_days
+    except (ConfigError, StashUnavailable) as exc:
+        days = PlexSyncConfig.model_fields["dlq_retention_days"].default
+        log.warning("[PlexSync] Using the default DLQ retention (%d days): %s", days, exc)
+        return days
 
 
 TASKS: Dict[str, Callable] = {
@@ -233,6 +305,7 @@ TASKS: Dict[str, Callable] = {
     "clear_dlq": clear_dlq,
     "purge_dlq": purge_dlq,
 }
-OFFLINE_TASKS = {"queue_status", "clear_dlq"}
+# Need no Plex connection (and so no valid Plex settings).
+OFFLINE_TASKS = {"queue_status", "clear_dlq", "purge_dlq"}
 
-__all__ = ["run_task", "status_report", "format_status", "TASKS", "time"]
+__all__ = ["run_task", "status_report", "format_status", "TASKS"]
