@@ -30,7 +30,7 @@ class PlexSyncConfig(BaseModel):
     plex_token: str = Field(min_length=10, description="X-Plex-Token of a Plex admin account")
     plex_library: str = Field("", description="Plex library (section) name; empty searches every video library; several separated by commas")
     enabled: bool = Field(True, description="Sync scenes to Plex when they change in Stash")
-    max_retries: int = Field(5, ge=1, le=20, description="Attempts for transient errors before a job goes to the DLQ")
+    max_retries: int = Field(5, ge=1, le=20, description="Retries of a transient error before a job goes to the DLQ")
     poll_interval: float = Field(30.0, ge=0.1, le=60, description="Seconds the background worker waits for new jobs before exiting")
     strict_matching: bool = Field(True, description="Skip (DLQ) scenes whose file matches several Plex items")
     preserve_plex_edits: bool = Field(False, description="Only fill fields that are empty in Plex")
@@ -47,6 +47,8 @@ class PlexSyncConfig(BaseModel):
     @classmethod
     def _url(cls, value: str) -> str:
         value = value.strip()
+        if not value:
+            raise ValueError("plex_url is required (e.g. http://192.168.1.10:32400)")
         if not value.startswith(("http://", "https://")):
             raise ValueError("plex_url must start with http:// or https://")
         return value.rstrip("/")
@@ -122,7 +124,5 @@ def format_validation_error(exc: ValidationError) -> str:
         message = err.get("msg", "invalid")
         if message.startswith("Value error, "):
             message = message[len("Value error, "):]
-        if field == "plex_url" and err.get("type") == "missing":
-            message = "plex_url is required"
         parts.append(f"{field}: {message}")
     return "; ".join(parts)

@@ -33,7 +33,8 @@ class RetryPolicy:
 
 
 # Plex has not scanned the file yet: a library scan can take a while, so wait
-# longer and more often (12 retries, capped at 10 min: about two hours).
+# longer and more often: 12 retries, each wait drawn from 0 up to 30 s, 60 s,
+# ... capped at 10 min, so at most ~85 min in all (~43 min on average).
 NOT_FOUND = RetryPolicy(base=30.0, cap=600.0, max_retries=12)
 
 
