@@ -13,6 +13,7 @@ log = logging.getLogger("plexsync.hook")
 
 HOOK_TYPE = "Scene.Update.Post"
 TARGET_MS = 100
+MAX_SCENE_ID = 2**31 - 1  # Stash's GraphQL Int: a larger id could never be fetched
 
 # Input keys of SceneUpdateInput / BulkSceneUpdateInput that change what we
 # sync. Anything else (play counts, o-counter, organized, urls, ...) is ignored.
@@ -43,8 +44,8 @@ def scene_events(hook: Dict[str, Any]) -> List[Tuple[int, str, List[str]]]:
         scene_id = int(str(raw_id).strip())
     except ValueError:
         raise HookInputError(f"scene id {str(raw_id)[:40]!r} is not a number") from None
-    if scene_id <= 0:
-        raise HookInputError(f"scene id {scene_id} is not valid")
+    if not 0 < scene_id <= MAX_SCENE_ID:
+        raise HookInputError(f"scene id {str(scene_id)[:40]} is not valid")
     if hook.get("input") is None:
         return [(scene_id, "file_change", [])]
     fields = hook.get("inputFields")
@@ -59,6 +60,9 @@ def handle(payload: Dict[str, Any], paths) -> Tuple[Any, Optional[str]]:
     """Returns (output, error) for Stash."""
     started = time.perf_counter()
     hook = (payload.get("args") or {}).get("hookContext") or {}
+    if not isinstance(hook, dict):
+        log.error("[PlexSync Hook] Invalid hook input: hookContext is not an object")
+        return None, "Invalid hook input: hookContext is not an object"
     if hook.get("type") != HOOK_TYPE:
         return f"ignored hook {str(hook.get('type'))[:60]}", None
     try:

@@ -27,3 +27,10 @@ def shared_path(*parts) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent: these checks need the shared reference folder beside the repo")
     return path
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the reliability figures (tests/reliability.py); JSON to $PLEXSYNC_FIGURES if set."""
+    from tests.reliability import write_figures
+
+    write_figures(terminalreporter.write_line)

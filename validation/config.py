@@ -53,10 +53,11 @@ class PlexSyncConfig(BaseModel):
             raise ValueError("plex_url must start with http:// or https://")
         return value.rstrip("/")
 
-    @field_validator("plex_token", "plex_library", "stash_api_key", "stash_session_cookie")
+    @field_validator("plex_token", "plex_library", "stash_api_key", "stash_session_cookie", mode="before")
     @classmethod
-    def _strip(cls, value: str) -> str:
-        return value.strip()
+    def _strip(cls, value: Any) -> Any:
+        # Before the length check: "123456789 " is a 9-character token.
+        return value.strip() if isinstance(value, str) else value
 
     @field_validator("path_map")
     @classmethod

@@ -92,7 +92,7 @@ def normalize_date(value: Any, *, strict: bool = False) -> Optional[str]:
 def _names(items: Any, limit: int, *, strict: bool, field: str) -> List[str]:
     names: List[str] = []
     seen = set()
-    for item in items or []:
+    for item in items if isinstance(items, list) else []:
         raw = item.get("name") if isinstance(item, dict) else item
         name = clean_text(raw, MAX_NAME, strict=strict, field=field)
         if name and name.casefold() not in seen:
@@ -122,7 +122,8 @@ def scene_from_stash(raw: Dict[str, Any], *, strict: bool = False) -> SceneData:
                 raise InvalidSceneData(f"rating100 {rating!r} is not a number") from None
             rating = None
     studio = raw.get("studio") or {}
-    files = [f.get("path") for f in raw.get("files") or [] if isinstance(f, dict) and f.get("path")]
+    files = raw.get("files")
+    files = [f.get("path") for f in files if isinstance(f, dict) and f.get("path")] if isinstance(files, list) else []
     paths = raw.get("paths") or {}
     try:
         return SceneData(

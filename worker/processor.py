@@ -46,18 +46,22 @@ class BatchResult:
 class Processor:
     def __init__(self, ctx) -> None:
         self.ctx = ctx  # worker.context.WorkerContext
+        self._finished: List[Dict[str, Any]] = []
 
     # -- settling a job -------------------------------------------------------
 
     def _done(self, raw: Dict[str, Any], result: BatchResult, outcome: str) -> None:
-        self.ctx.queue.done(raw)
+        # Purged with the rest of the batch in one transaction (see run). A
+        # crash before that leaves the job unacked: it is resumed and found
+        # already synced, at the cost of a re-check.
+        self._finished.append(raw)
         result.counts[outcome] += 1
 
     def _dead_letter(self, raw: Dict[str, Any], error: BaseException, result: BatchResult) -> None:
         job = raw["data"]
         trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         self.ctx.dlq.add(job, error, trace)
-        self.ctx.queue.done(raw)
+        self.ctx.queue.done(raw)  # at once: a resumed copy would be dead-lettered twice
         result.counts["failed"] += 1
         log.error("[PlexSync Worker] Scene %s moved to the dead-letter queue: %s: %s",
                   job.get("scene_id"), type(error).__name__, error)
@@ -86,6 +90,13 @@ class Processor:
     # -- the batch -------------------------------------------------------------
 
     def run(self, raws: List[Dict[str, Any]]) -> BatchResult:
+        try:
+            return self._run(raws)
+        finally:
+            finished, self._finished = self._finished, []
+            self.ctx.queue.done_many(finished)
+
+    def _run(self, raws: List[Dict[str, Any]]) -> BatchResult:
         result = BatchResult()
         if not raws:
             return result
@@ -187,6 +198,11 @@ class Processor:
                 if int(raw["data"].get("attempts", 0)) == 0:
                     self._request_scan(scene)
                 self._retry(raw, outcome, result)
+            elif isinstance(outcome, StashUnavailable):
+                # Stash went away mid-batch (fetching a cover): wait as when
+                # the scenes cannot be fetched, without using a retry.
+                self._postpone([raw], STASH_RETRY_DELAY, result, "postponed")
+                result.stash_down = True
             elif isinstance(outcome, PlexUnavailable):
                 plex_failed = True
                 self._retry(raw, outcome, result)

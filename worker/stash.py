@@ -22,6 +22,7 @@ FIND_SCENES_BY_ID = (
     "query FindScenesById($scene_ids: [Int!], $filter: FindFilterType) {"
     " findScenes(scene_ids: $scene_ids, filter: $filter) { count scenes { %s } } }" % SCENE_FRAGMENT
 )
+FIND_SCENE_BY_ID = "query FindSceneById($id: ID!) { findScene(id: $id) { %s } }" % SCENE_FRAGMENT
 MAX_IMAGE_BYTES = 25 * 1024 * 1024
 
 
@@ -52,7 +53,7 @@ class StashClient:
                 conn["SessionCookie"] = {"Name": "session", "Value": self.cookie}
             try:
                 # stashapi logs its own connection failure and then raises or exits.
-                self._stash = StashInterface(conn)
+                self._stash = StashInterface(conn, force_api_key=True)
             except (Exception, SystemExit) as exc:
                 raise StashUnavailable(f"cannot connect to Stash at {self.url}: {type(exc).__name__}") from None
             # stashapi switches to the API key (if Stash has one) so a long
@@ -76,12 +77,22 @@ class StashClient:
         return result
 
     def scenes(self, scene_ids: Iterable[int]) -> Dict[int, Dict[str, Any]]:
-        """Fetch scenes by id in one request; missing ids are absent (deleted)."""
+        """Fetch scenes by id in one request; missing ids are absent (deleted).
+
+        Stash fails the whole ``findScenes(scene_ids:)`` request when one of
+        the ids no longer exists; the scenes are then fetched one by one
+        (``findScene`` answers null for a deleted scene), so a deleted scene
+        cannot hold back its batch. If Stash is down, that fails too.
+        """
         ids = sorted({int(i) for i in scene_ids})
         if not ids:
             return {}
-        result = self._call(FIND_SCENES_BY_ID, {"scene_ids": ids, "filter": {"per_page": len(ids)}})
-        scenes = ((result.get("findScenes") or {}).get("scenes")) or []
+        try:
+            result = self._call(FIND_SCENES_BY_ID, {"scene_ids": ids, "filter": {"per_page": len(ids)}})
+        except StashUnavailable:
+            scenes = [self._call(FIND_SCENE_BY_ID, {"id": str(i)}).get("findScene") for i in ids]
+        else:
+            scenes = ((result.get("findScenes") or {}).get("scenes")) or []
         return {int(s["id"]): s for s in scenes if isinstance(s, dict) and s.get("id") is not None}
 
     def scene_page(self, page: int, per_page: int, updated_after: Optional[str] = None) -> Tuple[int, List[Dict[str, Any]]]:

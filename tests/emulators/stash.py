@@ -1010,6 +1010,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "stash-emulator"
     sys_version = ""
+    # Go's net/http sets TCP_NODELAY; without it, headers and body go out as two
+    # small writes and the client's delayed ACK stalls each response ~40 ms.
+    disable_nagle_algorithm = True
     emulator: StashEmulator
 
     def setup(self):
