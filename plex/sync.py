@@ -16,7 +16,7 @@ import requests
 from plexapi.server import PlexServer
 
 from common.errors import ConfigError, PlexAuthError, PlexNotFound, PlexSyncError, PlexUnavailable, SceneHasNoFile
-from plex.client import connect, load_device_id, plex_errors
+from plex.client import connect, load_device_id, plex_errors, plex_session
 from plex.matcher import FileMatch, Matcher
 from plex.pathnorm import basename_key, map_path, parent_folder, path_key
 from plex.store import MatchStore
@@ -62,7 +62,7 @@ class PlexSync:
     def server(self) -> PlexServer:
         if self._server is None:
             device_id = self._device_id or load_device_id(self.paths)
-            self._session = self._session or requests.Session()
+            self._session = self._session or plex_session(self.config.plex_url)
             self._server = connect(self.config, device_id, session=self._session)
         return self._server
 

@@ -1,0 +1,67 @@
+"""The Plex session reads the environment once (plex.client.plex_session) and still honours it.
+
+Real plexapi against the Plex emulator, which also answers proxy-form
+requests (``GET http://host/path``), so it can stand in for an HTTP proxy.
+"""
+
+import pytest
+import requests
+
+from common.errors import PlexUnavailable
+from plex.client import connect, plex_session
+from tests.emulators.plex import PlexEmulator
+from validation.config import PlexSyncConfig
+
+DEVICE_ID = "0d6cbbd2-8a36-4c59-9c4e-5e0d1bb7d3a4"
+UNRESOLVABLE = "http://plex.invalid:32400"  # .invalid never resolves (RFC 2606)
+PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+              "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "REQUEST_METHOD")
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for name in PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@pytest.fixture
+def emu():
+    emulator = PlexEmulator().start()
+    yield emulator
+    emulator.stop()
+
+
+def test_an_http_proxy_from_the_environment_is_used(clean_env, emu):
+    clean_env.setenv("HTTP_PROXY", emu.url)
+    config = PlexSyncConfig(plex_url=UNRESOLVABLE, plex_token=emu.token, connect_timeout=2)
+    server = connect(config, DEVICE_ID)  # only reachable through the "proxy"
+    assert server.friendlyName == emu.friendly_name
+    assert not server._session.trust_env  # no per-request environment reads
+
+
+def test_no_proxy_still_bypasses_the_proxy(clean_env, emu):
+    clean_env.setenv("HTTP_PROXY", emu.url)
+    clean_env.setenv("NO_PROXY", "plex.invalid")
+    config = PlexSyncConfig(plex_url=UNRESOLVABLE, plex_token=emu.token, connect_timeout=2)
+    with pytest.raises(PlexUnavailable):
+        connect(config, DEVICE_ID)
+    assert emu.requests == []
+
+
+@pytest.mark.parametrize("env", [
+    {},
+    {"HTTPS_PROXY": "http://proxy.example:3128", "HTTP_PROXY": "http://proxy.example:3128"},
+    {"HTTP_PROXY": "http://proxy.example:3128", "NO_PROXY": "10.0.0.0/8,plex.lan"},
+    {"REQUESTS_CA_BUNDLE": "/etc/custom-ca.pem"},
+    {"CURL_CA_BUNDLE": "/etc/curl-ca.pem"},
+])
+@pytest.mark.parametrize("url", ["http://10.1.2.3:32400", "https://plex.lan:32400", "https://plex.example.org"])
+def test_pinned_settings_equal_what_requests_reads_per_request(clean_env, env, url):
+    for name, value in env.items():
+        clean_env.setenv(name, value)
+    target = url + "/library/sections/1/all?type=1"
+    expected = requests.Session().merge_environment_settings(target, {}, None, None, None)
+    pinned = plex_session(url).merge_environment_settings(target, {}, None, None, None)
+    assert dict(pinned["proxies"]) == dict(expected["proxies"])
+    assert pinned["verify"] == expected["verify"]
