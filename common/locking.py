@@ -48,15 +48,16 @@ class FileLock:
     def held(self) -> bool:
         return self._fd is not None
 
-    def acquire(self) -> bool:
+    def acquire(self, *, record_pid: bool = True) -> bool:
         """Take the lock if free; return whether this object now holds it."""
         if self._fd is not None:
             return True
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         if _try_lock(fd):
             self._fd = fd
-            os.ftruncate(fd, 0)
-            os.write(fd, str(os.getpid()).encode())
+            if record_pid:
+                os.ftruncate(fd, 0)
+                os.write(fd, str(os.getpid()).encode())
             return True
         os.close(fd)
         return False
@@ -74,7 +75,7 @@ class FileLock:
         """True when another process holds the lock (checked without keeping it)."""
         if self._fd is not None:
             return False
-        if not self.acquire():
+        if not self.acquire(record_pid=False):  # a probe must not claim the pid
             return True
         self.release()
         return False
