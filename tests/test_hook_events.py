@@ -34,3 +34,30 @@ def test_scan_means_file_change():
 def test_bad_ids_rejected(bad):
     with pytest.raises(HookInputError):
         scene_events(bad)
+
+
+def test_slow_handler_warns(paths, caplog, monkeypatch):
+    """The every-save path warns when it exceeds its 100 ms target."""
+    import logging
+
+    import hooks.handler as handler
+    from common.locking import FileLock
+    from sync_queue.state import ConfigState
+
+    ConfigState(paths.config_state).write(enabled=True)
+    worker = FileLock(paths.worker_lock)
+    assert worker.acquire()  # a worker "runs": nothing is spawned
+    import itertools
+
+    ticks = itertools.chain([10.0], itertools.repeat(10.25))
+    monkeypatch.setattr(handler.time, "perf_counter", lambda: next(ticks))
+    logger = logging.getLogger("plexsync.hook")
+    logger.addHandler(caplog.handler)
+    try:
+        output, error = handler.handle({"args": {"hookContext": scene_update(3, title="t")}}, paths)
+    finally:
+        logger.removeHandler(caplog.handler)
+        worker.release()
+    assert (output, error) == ("queued scene 3", None)
+    assert "Hook handler exceeded 100ms target (250ms)" in caplog.text
+
