@@ -115,16 +115,21 @@ class PlexSync:
                 results[scene.id] = exc
         return results
 
-    def request_scan(self, scene) -> None:
-        """Ask Plex to scan the folders of the scene's files (partial scans)."""
+    def request_scan(self, scene) -> bool:
+        """Ask Plex to scan the folders of the scene's files (partial scans).
+
+        Returns whether any scan was requested (False: no library holds them).
+        """
         if not scene.files:
             raise SceneHasNoFile(f"scene {scene.id} has no file")
         seen = set()
+        requested = False
         for file in scene.files:
             folder = path_key(parent_folder(map_path(file, self.config.path_mappings)))
             if folder not in seen:
                 seen.add(folder)
-                self.matcher.request_scan(file)
+                requested = self.matcher.request_scan(file) or requested
+        return requested
 
     def close(self) -> None:
         if self._store is not None:

@@ -220,7 +220,7 @@ class Processor:
 
     def _request_scan(self, scene: SceneData) -> None:
         try:
-            self.ctx.plex.request_scan(scene)
-            log.info("[PlexSync Worker] Scene %s not in Plex yet: asked Plex to scan its folder", scene.id)
+            if self.ctx.plex.request_scan(scene):
+                log.info("[PlexSync Worker] Scene %s not in Plex yet: asked Plex to scan its folder", scene.id)
         except PlexSyncError as exc:
             log.warning("[PlexSync Worker] Could not ask Plex to scan for scene %s: %s", scene.id, exc)
