@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+from tests.runner import worker_processes
+
 FIGURES: Dict[str, Dict[str, object]] = {}
 
 
@@ -137,21 +139,7 @@ class Drainers:
         return found
 
 
-def worker_pids(plugin_dir) -> set:
-    """Live ``PlexSync.py --worker`` processes started from ``plugin_dir``."""
-    needle = str(Path(plugin_dir) / "PlexSync.py").encode()
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                argv = fh.read().split(b"\0")
-        except OSError:
-            continue
-        if b"--worker" in argv and needle in argv:
-            found.add(int(entry))
-    return found
+worker_pids = worker_processes
 
 
 def queue_rows(data_dir) -> Dict[int, List[int]]:
@@ -204,3 +192,22 @@ def write_figures(write_line) -> None:
     if target:
         with open(target, "w", encoding="utf-8") as fh:
             json.dump(FIGURES, fh, indent=2, sort_keys=True)
+
+
+def change_scenes(env, scenes, label: str) -> None:
+    """Save new values in Stash and queue their events, as the hooks would."""
+    from sync_queue.queue import JobQueue, make_job
+
+    for sid in scenes:
+        env.stash.update_scene(sid, title=f"{label} {sid}")
+    env.runner.data_dir.mkdir(parents=True, exist_ok=True)
+    queue = JobQueue(str(env.runner.data_dir / "queue"))
+    try:
+        queue.put_many([make_job(sid, "metadata", {"source": "hook"}) for sid in scenes])
+    finally:
+        queue.close()
+
+
+def stale_scenes(env, scenes) -> list:
+    """Scenes whose Plex title is not their current Stash title."""
+    return [sid for sid, rk in scenes.items() if env.plex.item(rk)["title"] != env.stash.scene(sid)["title"]]

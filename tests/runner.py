@@ -210,15 +210,19 @@ class PluginRunner:
         finally:
             queue.close()
 
+    def worker_processes(self) -> set:
+        return worker_processes(self.plugin_dir)
+
     def wait_idle(self, timeout: float = 60) -> None:
-        """Wait until no job is due or in flight and the background worker has exited.
+        """Wait until no job is due or in flight and every background worker has exited.
 
         A job left due with no worker running is a lost wake-up: that times out.
         """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             stats = self.queue_stats()
-            if self.worker_pid() is None and stats["ready"] == 0 and stats["in_progress"] == 0:
+            if (self.worker_pid() is None and stats["ready"] == 0 and stats["in_progress"] == 0
+                    and not self.worker_processes()):
                 return
             time.sleep(0.1)
         raise TimeoutError(f"background worker still running after {timeout}s; log:\n{self.worker_log()}")
@@ -238,6 +242,29 @@ class PluginRunner:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def worker_processes(plugin_dir) -> set:
+    """Live ``PlexSync.py --worker`` processes started from ``plugin_dir`` (Linux /proc; else empty).
+
+    Includes a worker spawned but not yet holding the lock, which the lock
+    alone cannot show.
+    """
+    if not os.path.isdir("/proc"):
+        return set()
+    needle = str(Path(plugin_dir) / "PlexSync.py").encode()
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if b"--worker" in argv and needle in argv:
+            found.add(int(entry))
+    return found
 
 
 # -- hook contexts as Stash builds them (plugins.go, changeset_translator.go) -------

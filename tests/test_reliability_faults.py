@@ -13,6 +13,7 @@ import time
 from common.locking import FileLock
 from tests.e2e import PLEX_TOKEN, Env, env  # noqa: F401
 from tests.reliability import record, wait_until
+from tests.reliability import change_scenes as _change, stale_scenes as _stale
 from worker.breaker import CircuitBreaker
 
 IDLE = {"ready": 0, "waiting_retry": 0, "in_progress": 0, "next_retry_at": None}
@@ -24,24 +25,6 @@ def _scenes(env, n, first=1):
         sid, rk = env.scene_with_item(i)
         scenes[sid] = rk
     return scenes
-
-
-def _change(env, scenes, label):
-    """Save new values in Stash and queue the events (one real hook starts the worker)."""
-    from sync_queue.queue import JobQueue, make_job
-
-    for sid in scenes:
-        env.stash.update_scene(sid, title=f"{label} {sid}")
-    env.runner.data_dir.mkdir(parents=True, exist_ok=True)
-    queue = JobQueue(str(env.runner.data_dir / "queue"))
-    try:
-        queue.put_many([make_job(sid, "metadata", {"source": "hook"}) for sid in scenes])
-    finally:
-        queue.close()
-
-
-def _stale(env, scenes):
-    return [sid for sid, rk in scenes.items() if env.plex.item(rk)["title"] != env.stash.scene(sid)["title"]]
 
 
 def _breaker(env):

@@ -8,6 +8,7 @@ import time
 
 from common.locking import FileLock
 from tests.e2e import env  # noqa: F401
+from tests.reliability import change_scenes as _change, stale_scenes as _stale
 from tests.emulators.stash import LOGIN_PAGE
 from tests.reliability import Drainers, record, wait_until
 
@@ -21,22 +22,6 @@ def _scenes(env, n, **fields):
         scenes[sid] = rk
     env.runner.data_dir.mkdir(parents=True, exist_ok=True)
     return scenes
-
-
-def _change(env, scenes, label):
-    from sync_queue.queue import JobQueue, make_job
-
-    for sid in scenes:
-        env.stash.update_scene(sid, title=f"{label} {sid}")
-    queue = JobQueue(str(env.runner.data_dir / "queue"))
-    try:
-        queue.put_many([make_job(sid, "metadata", {"source": "hook"}) for sid in scenes])
-    finally:
-        queue.close()
-
-
-def _stale(env, scenes):
-    return [sid for sid, rk in scenes.items() if env.plex.item(rk)["title"] != env.stash.scene(sid)["title"]]
 
 
 def _attempts(env):
