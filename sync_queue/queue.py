@@ -12,16 +12,11 @@ Jobs are JSON: {scene_id, update_type, data, enqueued_at, job_key, attempts}.
 Only one process drains (see worker.drainer); hooks and tasks only put.
 """
 
-import json
-import sqlite3
 import time
 from typing import Any, Dict, Iterable, List, Optional
 
 import persistqueue.serializers.json as json_serializer
-from persistqueue import Empty
 from persistqueue.sqlackqueue import AckStatus, SQLiteAckQueue
-
-READY = f"{AckStatus.unack}"  # status < unack means inited/ready
 
 
 def make_job(scene_id: int, update_type: str = "update", data: Optional[Dict[str, Any]] = None,
@@ -207,20 +202,7 @@ class JobQueue(SQLiteAckQueue):
             out.append(job)
         return out
 
-    def clear_pending(self) -> int:
-        with self.tran_lock, self._putter as conn:
-            cur = conn.execute(f"DELETE FROM {self._table_name} WHERE status < {AckStatus.unack}")
-        self.total = self._count()
-        return cur.rowcount
-
 
 def open_queue(paths, *, resume: bool = False) -> JobQueue:
     paths.ensure()
     return JobQueue(str(paths.queue_dir), resume=resume)
-
-
-def _dumps(value: Any) -> str:  # pragma: no cover - used by status output
-    return json.dumps(value, sort_keys=True)
-
-
-__all__ = ["JobQueue", "make_job", "open_queue", "Empty", "sqlite3"]

@@ -10,7 +10,6 @@ Locks (all flock/msvcrt, released by the OS if the holder dies):
 """
 
 import logging
-import sys
 import threading
 import time
 from typing import Callable, Optional
@@ -212,5 +211,3 @@ def _summary(counts) -> str:
     order = ("synced", "unchanged", "not_found", "retrying", "failed", "deleted", "postponed")
     return ", ".join(f"{counts.get(k, 0)} {k.replace('_', ' ')}" for k in order if counts.get(k))
 
-
-__all__ = ["Drainer", "run_background", "sys"]
