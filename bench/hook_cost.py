@@ -40,7 +40,7 @@ from _common import median, percentile, print_header, verdict  # also puts the r
 from common.locking import FileLock  # noqa: E402
 from tests.emulators.plex import PlexEmulator  # noqa: E402
 from tests.emulators.stash import StashEmulator  # noqa: E402
-from tests.runner import PluginRunner, scene_update  # noqa: E402
+from tests.runner import PluginRunner, scene_update, worker_processes  # noqa: E402
 
 PLEX_TOKEN = "plex-bench-token-0123456789"
 STASH_API_KEY = "stash-bench-apikey-0123456789"
@@ -67,32 +67,13 @@ def timed(argv, stdin: bytes, env, cwd) -> float:
     return elapsed, out
 
 
-def _worker_pids(plugin_dir: Path):
-    """Pids of live ``PlexSync.py --worker`` processes of this installation (Linux /proc)."""
-    entry = str(plugin_dir / "PlexSync.py").encode()
-    pids = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as fh:
-                argv = fh.read().split(b"\0")
-            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as fh:
-                state = fh.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if entry in argv and b"--worker" in argv and state not in ("Z", "X"):
-            pids.append(int(name))
-    return pids
-
-
 def _wait_workers_gone(plugin_dir: Path, timeout: float = 30.0) -> None:
     """Wait until no background worker of ours is alive (not even exiting)."""
     if not os.path.isdir("/proc"):
         time.sleep(0.3)  # no /proc: give the worker a moment to exit
         return
     deadline = time.monotonic() + timeout
-    while _worker_pids(plugin_dir) and time.monotonic() < deadline:
+    while worker_processes(plugin_dir) and time.monotonic() < deadline:
         time.sleep(0.01)
 
 

@@ -260,9 +260,12 @@ def worker_processes(plugin_dir) -> set:
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as fh:
                 argv = fh.read().split(b"\0")
-        except OSError:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
+                state = fh.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
             continue
-        if b"--worker" in argv and needle in argv:
+        # A zombie has exited; in containers without a reaping init it lingers.
+        if b"--worker" in argv and needle in argv and state not in ("Z", "X"):
             found.add(int(entry))
     return found
 
