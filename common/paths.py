@@ -26,6 +26,7 @@ class DataPaths:
         self.config_state = join("config_state.json")
         self.match_index = join("match_index.db")
         self.worker_lock = join("worker.lock")
+        self.spawn_claim = join("worker.spawning")  # a worker started, lock not yet taken
         self.drain_lock = join("drain.lock")
         self.task_lock = join("task.lock")
         self.worker_log = join("worker.log")

@@ -2,7 +2,8 @@
 
 Locks (all flock/msvcrt, released by the OS if the holder dies):
 * ``worker.lock``: a background worker exists. The hook spawns one only when
-  this is free, so there is never more than one (plus a loser that exits).
+  this is free and no other start is claimed (see ``worker.launch``), so
+  there is never more than one.
 * ``drain.lock``: the right to take jobs. Whoever takes it first resumes
   jobs a dead drainer left unacked; nobody else ever does.
 * ``task.lock``: a foreground task (or the CLI) wants to drain. The
@@ -130,11 +131,15 @@ def run_background(payload, paths) -> int:
     """Entry of ``PlexSync.py --worker`` (detached; logs to worker.log)."""
     from common import log as plog
     from worker.context import read_config
+    from worker.launch import release_claim
 
     paths.ensure()
     plog.setup(log_file=paths.worker_log)
     worker_lock = FileLock(paths.worker_lock)
-    if not _acquire_briefly(worker_lock):
+    got_lock = _acquire_briefly(worker_lock)
+    # Either way a worker now holds the lock: hooks need the claim no longer.
+    release_claim(paths.spawn_claim, (payload or {}).get("spawn_token"))
+    if not got_lock:
         return 0
     conn = (payload or {}).get("server_connection") or {}
     try:

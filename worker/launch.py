@@ -4,18 +4,31 @@ The worker is a separate, detached process that outlives the hook (Stash
 kills only the hook's pid on cancel and waits only for the hook). It gets the
 Stash connection on its stdin, never on its command line, and no pipe to
 Stash: its stdout/stderr go nowhere (it logs to worker.log).
+
+Exactly one spawn per cold start. ``worker.lock`` alone cannot give that: a
+new worker needs a Python start and its imports (a second or more on a busy
+machine) before it holds the lock, and every hook in that window would see
+the lock free and start another. So the hook that starts a worker first
+claims the spawn by creating ``worker.spawning`` exclusively (O_EXCL, atomic
+on every OS and filesystem Stash runs on); hooks that find a live claim
+leave the start to it. The worker removes the claim once it holds
+``worker.lock`` (or found another worker holding it). A claim whose worker
+died before that is stale and is replaced: at once when its pid is gone
+(POSIX), otherwise after ``CLAIM_GRACE`` seconds.
 """
 
 import json
 import os
 import subprocess
 import sys
-from typing import Any, Dict
+import time
+from typing import Any, Dict, Optional
 
 from common.locking import FileLock
 from common.paths import PLUGIN_DIR
 
 ENTRY = os.path.join(PLUGIN_DIR, "PlexSync.py")
+CLAIM_GRACE = 30.0  # a starting worker takes worker.lock well within this
 
 
 def worker_running(paths) -> bool:
@@ -23,18 +36,108 @@ def worker_running(paths) -> bool:
 
 
 def ensure_worker(paths, server_connection: Dict[str, Any]) -> bool:
-    """Spawn a worker unless one holds the worker lock. Returns True if spawned.
+    """Spawn a worker unless one runs or is starting. Returns True if spawned.
 
-    Two hooks may race here and both spawn; the loser cannot take the lock
-    and exits at once, so at most one extra short-lived process per race.
+    No lost wake-up: a job queued before this call is drained by the worker
+    holding the lock (it looks at the queue again after releasing it), or by
+    the one whose claim is live, or by the one started here.
     """
     if worker_running(paths):
         return False
-    spawn_worker(paths, server_connection)
+    token = claim_spawn(paths.spawn_claim)
+    if token is None:
+        return False
+    proc = spawn_worker(paths, server_connection, token)
+    _record_pid(paths.spawn_claim, proc.pid)
     return True
 
 
-def spawn_worker(paths, server_connection: Dict[str, Any]) -> subprocess.Popen:
+def claim_spawn(claim: str, now: Optional[float] = None) -> Optional[str]:
+    """Create the spawn claim; its token, or None when a live claim exists."""
+    token = f"{os.getpid()}-{time.time_ns()}"
+    for _ in range(2):
+        try:
+            fd = os.open(claim, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            if claim_is_live(claim, now):
+                return None
+            _unlink(claim)  # its worker died before taking the lock
+            continue
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(token)
+        return token
+    return None  # another hook replaced the stale claim first: its worker will run
+
+
+def claim_is_live(claim: str, now: Optional[float] = None) -> bool:
+    try:
+        with open(claim, encoding="ascii", errors="replace") as fh:
+            fields = fh.read().split()
+        age = (time.time() if now is None else now) - os.stat(claim).st_mtime
+    except FileNotFoundError:
+        return False  # just removed: the worker holds the lock, or a new claim can be made
+    except OSError:
+        return True  # unreadable for a moment (Windows sharing): assume live
+    if age > CLAIM_GRACE or age < -CLAIM_GRACE:  # the clock jumped: do not trust it
+        return False
+    if len(fields) >= 2 and fields[1].isdigit():
+        return pid_alive(int(fields[1]))  # the worker's pid
+    hook_pid = fields[0].split("-")[0] if fields else ""
+    # No worker pid yet: live while the hook that claimed is still starting it.
+    return pid_alive(int(hook_pid)) if hook_pid.isdigit() else True
+
+
+def release_claim(claim: str, token: Optional[str]) -> None:
+    """The worker's side: remove the claim made for it, never another one."""
+    if not token:
+        return
+    try:
+        with open(claim, encoding="ascii", errors="replace") as fh:
+            fields = fh.read().split()
+    except OSError:
+        return
+    if fields and fields[0] == token:
+        _unlink(claim)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (POSIX). On Windows the claim's age decides alone."""
+    if os.name == "nt":  # pragma: no cover - os.kill(pid, 0) would terminate it
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    try:  # Linux: a dead child nobody reaped yet is not a worker
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _record_pid(claim: str, pid: int) -> None:
+    if os.name == "nt":  # pragma: no cover - an open handle would block the worker's unlink
+        return
+    try:  # never O_CREAT: a worker that already took the lock removed the claim
+        fd = os.open(claim, os.O_WRONLY | os.O_APPEND)
+    except OSError:
+        return
+    try:
+        os.write(fd, f" {pid}".encode())
+    finally:
+        os.close(fd)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def spawn_worker(paths, server_connection: Dict[str, Any], token: Optional[str] = None) -> subprocess.Popen:
     kwargs: Dict[str, Any] = {
         "stdin": subprocess.PIPE,
         "stdout": subprocess.DEVNULL,
@@ -53,7 +156,7 @@ def spawn_worker(paths, server_connection: Dict[str, Any]) -> subprocess.Popen:
     kwargs["env"] = env
     proc = subprocess.Popen([sys.executable, ENTRY, "--worker"], **kwargs)
     try:
-        proc.stdin.write(json.dumps({"server_connection": server_connection}).encode())
+        proc.stdin.write(json.dumps({"server_connection": server_connection, "spawn_token": token}).encode())
         proc.stdin.close()
     except OSError:
         pass
