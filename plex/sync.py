@@ -197,10 +197,12 @@ class PlexSync:
 
     def _write(self, scene, pairs, fetch_image) -> Outcome:
         edited = uploaded = False
+        locked = {}
         for match, item in pairs:
             if item.librarySectionID is None:
                 item.librarySectionID = match.section_id
             current = snapshot(item)
+            locked[match.rating_key] = current["locked"]
             edits = plan_edits(scene, current, self.config.preserve_plex_edits)
             if edits:
                 with plex_errors("editing a Plex item"):
@@ -208,9 +210,11 @@ class PlexSync:
                 edited = True
         if scene.screenshot_url:
             image = fetch_image(scene)
-            for _, item in pairs:
+            for match, item in pairs:
                 with plex_errors("uploading a poster"):
-                    uploaded = upload_poster(item, image, self.store) or uploaded
+                    uploaded = upload_poster(item, image, self.store,
+                                             preserve_plex_edits=self.config.preserve_plex_edits,
+                                             locked=locked[match.rating_key]) or uploaded
         return Outcome(
             status="synced" if edited or uploaded else "unchanged",
             items=[m.rating_key for m, _ in pairs],

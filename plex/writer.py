@@ -158,14 +158,39 @@ def apply_edits(item, edits: Dict[str, Any], current: Dict[str, Any]) -> None:
     log.debug("[PlexSync Writer] item %s: wrote %s", item.ratingKey, ", ".join(sorted(edits)))
 
 
-def upload_poster(item, image: Optional[bytes], store) -> bool:
-    """Upload ``image`` unless it is the one PlexSync last uploaded to this item."""
+def upload_poster(item, image: Optional[bytes], store, *, preserve_plex_edits: bool = False,
+                  locked: Optional[set] = None) -> bool:
+    """Upload ``image`` unless it is the one PlexSync last uploaded to this item.
+
+    With ``preserve_plex_edits`` a poster someone chose in Plex stays: see
+    ``poster_is_replaceable``. ``locked`` is the item's locked fields.
+    """
     if not image:
         return False
     digest = hashlib.sha1(image).hexdigest()
     rating_key = int(item.ratingKey)
-    if store.poster_sha1(rating_key) == digest:
+    ours = store.poster_sha1(rating_key)
+    if ours == digest:
+        return False
+    if preserve_plex_edits and not poster_is_replaceable(item, ours, locked or set()):
+        log.info("[PlexSync Writer] item %s: keeping the poster chosen in Plex (preserve_plex_edits is on)", rating_key)
         return False
     item.uploadPoster(filepath=image)
     store.set_poster_sha1(rating_key, digest)
     return True
+
+
+def poster_is_replaceable(item, ours: Optional[str], locked: set) -> bool:
+    """Whether the item's poster is Plex's own or the last one PlexSync uploaded.
+
+    Choosing or uploading a poster in Plex locks ``thumb``; Plex's own
+    poster is unlocked. A locked poster is ours only when Plex still has our
+    upload selected (its ratingKey ends with our image's sha1); this costs
+    one request, made only in this mode and only when the Stash cover changed.
+    """
+    if "thumb" not in locked:
+        return True
+    if not ours:
+        return False
+    selected = [p for p in item.posters() if p.selected]
+    return not selected or str(selected[0].ratingKey).endswith(ours)

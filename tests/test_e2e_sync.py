@@ -232,6 +232,22 @@ def test_preserve_plex_edits_fills_only_empty_fields(env):
     assert item["title"] == "Curated in Plex" and item["summary"] == "Stash details"
 
 
+def test_preserve_plex_edits_keeps_the_poster_chosen_in_plex(env):
+    from plexapi.server import PlexServer
+
+    sid, rk = env.scene_with_item(81)
+    chosen = PlexServer(env.plex.url, env.plex.token).fetchItem(rk)
+    chosen.uploadPoster(filepath=b"\x89PNG picked in Plex Web")
+    before = [p["ratingKey"] for p in env.plex.item(rk)["posters"] if p["selected"]]
+    env.settings(preserve_plex_edits=True)
+    env.hook(sid)
+    env.settle()
+    item = env.plex.item(rk)
+    assert [p["ratingKey"] for p in item["posters"] if p["selected"]] == before
+    assert env.plex.count("POST", f"/library/metadata/{rk}/posters") == 1  # only the user's own upload
+    assert "keeping the poster chosen in Plex" in env.runner.worker_log()
+
+
 def test_persistent_device_id(env):
     sid, _ = env.scene_with_item(80)
     env.hook(sid)

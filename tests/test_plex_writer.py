@@ -228,6 +228,58 @@ def test_poster_uploaded_once_then_skipped_then_replaced(emu, section, make_sync
     assert calls == [1, 1, 1]
 
 
+def _user_uploads_poster(emu, rk, image: bytes) -> None:
+    """What Plex Web does when someone picks a poster: the same upload, by another client."""
+    from plexapi.server import PlexServer
+
+    PlexServer(emu.url, emu.token).fetchItem(rk).uploadPoster(filepath=image)
+
+
+def _selected_poster(emu, rk) -> str:
+    return next(p["ratingKey"] for p in emu.item(rk)["posters"] if p["selected"])
+
+
+def test_preserve_plex_edits_keeps_a_poster_chosen_in_plex(emu, section, make_sync):
+    import hashlib
+
+    shot = dict(FULL, screenshot_url="http://stash/scene/1/screenshot")
+    images = [b"\x89PNG stash cover one"]
+    sha = lambda data: hashlib.sha1(data).hexdigest()  # noqa: E731
+
+    # Plex's own poster (thumb unlocked): the first sync replaces it.
+    rk = emu.add_item(section, "scene one", [FILE])
+    result = make_sync(preserve_plex_edits=True).sync_batch([scene(**shot)], lambda s: images[0])
+    assert result[1].poster_uploaded and _selected_poster(emu, rk).endswith(sha(images[0]))
+
+    # The Stash cover changes while our upload is still selected: replaced again.
+    images[0] = b"\x89PNG stash cover two"
+    result = make_sync(preserve_plex_edits=True).sync_batch([scene(**shot)], lambda s: images[0])
+    assert result[1].poster_uploaded and _selected_poster(emu, rk).endswith(sha(images[0]))
+
+    # Someone picks another poster in Plex, then the Stash cover changes: theirs stays.
+    _user_uploads_poster(emu, rk, b"\x89PNG chosen in plex")
+    images[0] = b"\x89PNG stash cover three"
+    emu.clear_requests()
+    result = make_sync(preserve_plex_edits=True).sync_batch([scene(**shot)], lambda s: images[0])
+    assert not result[1].poster_uploaded and emu.count("POST") == 0
+    assert _selected_poster(emu, rk).endswith(sha(b"\x89PNG chosen in plex"))
+
+    # Without the setting Stash wins.
+    result = make_sync().sync_batch([scene(**shot)], lambda s: images[0])
+    assert result[1].poster_uploaded and _selected_poster(emu, rk).endswith(sha(images[0]))
+
+
+def test_preserve_plex_edits_keeps_a_poster_set_in_plex_before_the_first_sync(emu, section, make_sync):
+    rk = emu.add_item(section, "scene one", [FILE])
+    _user_uploads_poster(emu, rk, b"\x89PNG chosen in plex")
+    emu.clear_requests()
+    shot = dict(FULL, screenshot_url="http://stash/scene/1/screenshot")
+    result = make_sync(preserve_plex_edits=True).sync_batch([scene(**shot)], lambda s: b"\x89PNG stash cover")
+    assert not result[1].poster_uploaded and emu.count("POST") == 0
+    # Known to be someone else's without asking Plex for its posters.
+    assert emu.count("GET", f"/library/metadata/{rk}/posters") == 0
+
+
 def test_no_image_means_no_upload(emu, section, make_sync):
     emu.add_item(section, "scene one", [FILE])
     result = make_sync().sync_batch([scene(title="T", screenshot_url="http://x")], lambda s: None)
