@@ -13,8 +13,8 @@ claims the spawn by creating ``worker.spawning`` exclusively (O_EXCL, atomic
 on every OS and filesystem Stash runs on); hooks that find a live claim
 leave the start to it. The worker removes the claim once it holds
 ``worker.lock`` (or found another worker holding it). A claim whose worker
-died before that is stale and is replaced: at once when its pid is gone
-(POSIX), otherwise after ``CLAIM_GRACE`` seconds.
+is gone (its pid no longer runs) or that is older than ``CLAIM_GRACE`` is
+stale and is replaced.
 """
 
 import json
@@ -97,13 +97,20 @@ def release_claim(claim: str, token: Optional[str]) -> None:
     except OSError:
         return
     if fields and fields[0] == token:
-        _unlink(claim)
+        for _ in range(5):  # Windows refuses while a hook has the file open
+            try:
+                os.unlink(claim)
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.01)
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether ``pid`` runs (POSIX). On Windows the claim's age decides alone."""
-    if os.name == "nt":  # pragma: no cover - os.kill(pid, 0) would terminate it
-        return True
+    """Whether process ``pid`` is running (a zombie is not)."""
+    if os.name == "nt":  # pragma: no cover - Windows only; os.kill(pid, 0) would terminate it
+        return _pid_alive_windows(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -117,9 +124,28 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def _pid_alive_windows(pid: int) -> bool:  # pragma: no cover - Windows only
+    import ctypes
+    from ctypes import wintypes
+
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    kernel32.OpenProcess.restype = wintypes.HANDLE
+    kernel32.OpenProcess.argtypes = (wintypes.DWORD, wintypes.BOOL, wintypes.DWORD)
+    kernel32.GetExitCodeProcess.argtypes = (wintypes.HANDLE, ctypes.POINTER(wintypes.DWORD))
+    kernel32.CloseHandle.argtypes = (wintypes.HANDLE,)
+    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    if not handle:
+        return ctypes.get_last_error() == 5  # ERROR_ACCESS_DENIED: it exists
+    try:
+        code = wintypes.DWORD()
+        if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
+            return True
+        return code.value == 259  # STILL_ACTIVE
+    finally:
+        kernel32.CloseHandle(handle)
+
+
 def _record_pid(claim: str, pid: int) -> None:
-    if os.name == "nt":  # pragma: no cover - an open handle would block the worker's unlink
-        return
     try:  # never O_CREAT: a worker that already took the lock removed the claim
         fd = os.open(claim, os.O_WRONLY | os.O_APPEND)
     except OSError:
