@@ -65,3 +65,41 @@ def test_worker_releases_only_its_own_claim(tmp_path):
 def test_pid_alive():
     assert pid_alive(os.getpid())
     assert not pid_alive(_dead_pid())
+
+
+# -- end to end: hooks honour a live claim and replace a dead one -------------------
+
+from tests.e2e import env, wait_for  # noqa: E402,F401
+
+
+def _write_claim(env, text: str) -> None:
+    env.runner.data_dir.mkdir(parents=True, exist_ok=True)
+    (env.runner.data_dir / "worker.spawning").write_text(text)
+
+
+def test_hook_leaves_the_start_to_a_live_claim_and_replaces_a_dead_one(env):
+    sid, rk = env.scene_with_item(1)
+    env.hook(sid)  # the first save reads the settings and starts the worker
+    env.settle()
+
+    # A worker "starting" (a live process, not yet holding worker.lock): the
+    # hook queues and leaves the start to it.
+    starting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _write_claim(env, f"1-1 {starting.pid}")
+        env.stash.update_scene(sid, title="while a start is claimed")
+        assert env.hook(sid).output == f"queued scene {sid}"
+        time.sleep(1.0)
+        assert not env.runner.worker_processes(), "a hook started a second worker beside a live claim"
+        assert env.stats()["ready"] == 1
+    finally:
+        starting.kill()
+        starting.wait()
+
+    # That start died before taking the lock: the next save starts a worker,
+    # which drains both saves' job and removes its own claim.
+    env.stash.update_scene(sid, title="after the claimed start died")
+    assert env.hook(sid).output == f"queued scene {sid}"
+    wait_for(lambda: env.plex.item(rk)["title"] == "after the claimed start died", 30, message="the sync")
+    env.settle()
+    assert not (env.runner.data_dir / "worker.spawning").exists()
