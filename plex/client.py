@@ -30,6 +30,7 @@ from common.errors import (
     PlexSyncError,
     PlexUnavailable,
 )
+from common.http import pin_environment
 from common.log import register_secret, scrub
 
 # Under "plexsync" so common.log.setup() routes it to Stash.
@@ -111,24 +112,8 @@ def _write_device_id(path, device_id: str, exclusive: bool) -> str:
 
 
 def plex_session(url: str) -> requests.Session:
-    """A requests Session for the one Plex server at ``url``, environment read once.
-
-    With ``trust_env`` on, requests reads the proxy variables, ``no_proxy``,
-    the CA bundle variables and ~/.netrc again on every request: a third of
-    its CPU time per request in a bulk sync (docs/performance.md). Every
-    request of this session goes to ``url``, so the answers cannot change
-    within a run: they are resolved here, once, the way requests resolves
-    them, and pinned on the session.
-    """
-    session = requests.Session()
-    settings = session.merge_environment_settings(url, {}, None, None, None)
-    netrc_auth = requests.utils.get_netrc_auth(url)
-    session.trust_env = False
-    session.proxies.update(settings["proxies"])
-    session.verify = settings["verify"]
-    if netrc_auth:
-        session.auth = netrc_auth
-    return session
+    """A requests Session for the one Plex server at ``url``, environment read once."""
+    return pin_environment(requests.Session(), url)
 
 
 def connect(config, device_id: str, session: Optional[requests.Session] = None) -> PlexServer:

@@ -65,3 +65,49 @@ def test_pinned_settings_equal_what_requests_reads_per_request(clean_env, env, u
     pinned = plex_session(url).merge_environment_settings(target, {}, None, None, None)
     assert dict(pinned["proxies"]) == dict(expected["proxies"])
     assert pinned["verify"] == expected["verify"]
+
+
+# -- the Stash session (worker.stash.StashClient) is pinned the same way ------------
+
+DEAD_PROXY = "http://127.0.0.1:9"  # discard port: nothing listens, a proxied request fails at once
+
+
+@pytest.fixture
+def stash():
+    from tests.emulators.stash import StashEmulator
+
+    with StashEmulator(api_key="stash-api-key-123", require_auth=True) as emulator:
+        yield emulator
+
+
+def _stash_client(stash):
+    from worker.stash import StashClient
+
+    return StashClient(stash.server_connection(), timeout=5)
+
+
+def test_stash_session_reads_the_environment_once_and_honours_no_proxy(clean_env, stash):
+    clean_env.setenv("HTTP_PROXY", DEAD_PROXY)
+    clean_env.setenv("NO_PROXY", "127.0.0.1")
+    sid = stash.add_scene(title="pinned", files=["/data/a.mp4"])
+    client = _stash_client(stash)
+    assert client.scenes([sid])[sid]["title"] == "pinned"
+    assert not client.stash.s.trust_env  # no per-request environment reads
+    assert client.fetch_image(f"{stash.url}/scene/{sid}/screenshot")
+
+
+def test_stash_session_still_uses_a_proxy_from_the_environment(clean_env, stash):
+    from common.errors import StashUnavailable
+
+    clean_env.setenv("HTTP_PROXY", DEAD_PROXY)
+    with pytest.raises(StashUnavailable):
+        _stash_client(stash).stash  # noqa: B018 - connecting goes through the (dead) proxy
+    assert stash.documents == []
+
+
+def test_stash_session_pins_what_it_read_at_connect(clean_env, stash):
+    sid = stash.add_scene(title="pinned", files=["/data/a.mp4"])
+    client = _stash_client(stash)
+    assert client.scenes([sid])[sid]["title"] == "pinned"
+    clean_env.setenv("HTTP_PROXY", DEAD_PROXY)  # read once: later changes do not apply
+    assert client.scenes([sid])[sid]["title"] == "pinned"

@@ -12,6 +12,7 @@ from requests.adapters import HTTPAdapter
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from common.errors import StashUnavailable
+from common.http import pin_environment
 from common.log import register_secret
 from common.stash_conn import session_cookie, stash_url
 from validation.scene import SCENE_FRAGMENT
@@ -59,6 +60,8 @@ class StashClient:
             # stashapi switches to the API key (if Stash has one) so a long
             # drain outlives the session cookie.
             register_secret(self._stash.s.headers.get("ApiKey"))
+            # Every request goes to Stash: read the proxy/CA environment once.
+            pin_environment(self._stash.s, self.url)
             # stashapi posts without a timeout; a hung Stash must not hang the worker.
             adapter = _TimeoutAdapter(self.timeout)
             self._stash.s.mount("http://", adapter)
