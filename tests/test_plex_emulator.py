@@ -714,11 +714,10 @@ def test_large_library_is_pageable(emu):
     for i in range(100_000):
         emu.add_item(k, f"Scene {i:06d}", f"{ROOT}/d{i % 100}/s{i}.mp4")
     sec = connect(emu).library.section("Stash")
-    t0 = time.monotonic()
     assert sec.totalViewSize() == 100_000
     last = sec.search(container_start=99_950, container_size=50, maxresults=50)
     assert [i.title for i in last][-1] == "Scene 099999" and len(last) == 50
     hit = sec.search(title="scene 054321")
     assert [i.title for i in hit] == ["Scene 054321"]
     assert emu.find_by_file(f"{ROOT}/d21/s54321.mp4") == hit[0].ratingKey
-    assert time.monotonic() - t0 < 3
+    # Its speed at this size is a benchmark figure (bench/matching.py), not asserted here.
