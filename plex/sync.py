@@ -91,12 +91,7 @@ class PlexSync:
         results: Dict[int, Result] = {}
         matches: Dict[int, List[FileMatch]] = {}
         for scene in scenes:
-            try:
-                matches[scene.id] = self.matcher.match(scene)
-            except PLEX_WIDE:
-                raise
-            except PlexSyncError as exc:
-                results[scene.id] = exc
+            self._match(scene, matches, results)
         items = self._fetch({m.rating_key for ms in matches.values() for m in ms})
         self._replace_stale(scenes, matches, items, results)
 
@@ -182,18 +177,25 @@ class PlexSync:
             if stale:
                 again.append(scene)
         for scene in again:
-            try:
-                matches[scene.id] = self.matcher.match(scene)
-            except PLEX_WIDE:
-                raise
-            except PlexSyncError as exc:
-                del matches[scene.id]
-                results[scene.id] = exc
+            self._match(scene, matches, results)
         items.update(self._fetch({m.rating_key for s in again if s.id in matches for m in matches[s.id]} - set(items)))
         for scene in again:
             if scene.id in matches and not all(_holds(items.get(m.rating_key), m) for m in matches[scene.id]):
                 del matches[scene.id]
                 results[scene.id] = PlexNotFound(f"scene {scene.id}: its Plex item changed while syncing; retry later")
+
+    def _match(self, scene, matches: Dict[int, List[FileMatch]], results: Dict[int, Result]) -> None:
+        """Match ``scene`` into ``matches``, or record why not in ``results``.
+
+        Plex-wide failures (outage, bad token) propagate: they concern the batch.
+        """
+        try:
+            matches[scene.id] = self.matcher.match(scene)
+        except PLEX_WIDE:
+            raise
+        except PlexSyncError as exc:
+            matches.pop(scene.id, None)
+            results[scene.id] = exc
 
     def _write(self, scene, pairs, fetch_image) -> Outcome:
         edited = uploaded = False
