@@ -13,6 +13,10 @@ class ConfigError(PlexSyncError):
     """The plugin settings are invalid; nothing can run until they are fixed."""
 
 
+class PlexTLSError(ConfigError):
+    """Plex's TLS certificate is not trusted or not for this address: fix plex_url."""
+
+
 class TransientError(PlexSyncError):
     """Retry later with backoff: network trouble, 5xx, 429, timeouts."""
 

@@ -2,18 +2,18 @@
 
 Every call into plexapi runs inside ``plex_errors()``; nothing else in the
 project catches a third-party exception. The decision is made by exception
-type and HTTP status only. plexapi has no status attribute, so the status is
-read from the ``(NNN)`` prefix plexapi puts on its messages; that prefix is
-the only message text ever read.
+type and HTTP status only, never by message text. plexapi's exceptions carry
+no status, so ``PlexSyncServer`` notes the status of every Plex response (a
+``requests`` response hook) and attaches it to the exception ``query`` raises
+as ``plexsync_status``.
 """
 
 import contextlib
 import json
 import logging
 import os
-import re
+import ssl
 import tempfile
-import traceback
 import uuid
 from pathlib import Path
 from typing import Iterator, Optional
@@ -25,6 +25,7 @@ from plexapi.server import PlexServer
 
 from common.errors import (
     PlexAuthError,
+    PlexTLSError,
     PlexBadRequest,
     PlexNotFound,
     PlexSyncError,
@@ -37,7 +38,9 @@ from common.log import register_secret, scrub
 log = logging.getLogger(f"plexsync.{__name__}")
 
 PRODUCT = "PlexSync"
-_STATUS = re.compile(r"^\((\d{3})\)")
+_OK = (200, 201, 204)  # what plexapi's query accepts
+TLS_FIX = ("use http:// for a Plex server on your LAN, or the https://*.plex.direct address "
+           "Plex shows under Settings -> Network")
 
 
 class PlexSyncServer(PlexServer):
@@ -49,8 +52,30 @@ class PlexSyncServer(PlexServer):
     """
 
     def __init__(self, baseurl: str, token: str, *, client_id: str, session=None, timeout=None) -> None:
-        self._client_id = client_id  # before super(): the constructor already sends GET /
+        # Before super(): the constructor already sends GET /.
+        self._client_id = client_id
+        self._last_status: Optional[int] = None
+        session = session or requests.Session()
+        session.hooks["response"].append(self._note_status)
         super().__init__(baseurl, token, session=session, timeout=timeout)
+
+    def _note_status(self, response, *args, **kwargs):
+        self._last_status = response.status_code
+        return response
+
+    def query(self, key, *args, **kwargs):
+        """plexapi's query, with the HTTP status of a refused request on the exception."""
+        self._last_status = None
+        try:
+            return super().query(key, *args, **kwargs)
+        except (BadRequest, TypeError) as exc:  # TypeError: plexapi 4.18 on a status requests cannot name (520)
+            status = self._last_status
+            if status is None or status in _OK:
+                raise
+            if isinstance(exc, TypeError):
+                raise PlexHTTPError(status) from exc
+            exc.plexsync_status = status
+            raise
 
     def _headers(self, **kwargs):
         headers = super()._headers()
@@ -129,42 +154,74 @@ def connect(config, device_id: str, session: Optional[requests.Session] = None) 
         )
 
 
+class PlexHTTPError(BadRequest):
+    """Plex answered a status plexapi could not handle itself; ``plexsync_status`` holds it."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.plexsync_status = status
+
+
 def http_status(exc: BaseException) -> Optional[int]:
-    """The HTTP status plexapi put at the start of its message, if any."""
-    match = _STATUS.match(str(exc))
-    return int(match.group(1)) if match else None
+    """The HTTP status of a refused Plex request (noted by PlexSyncServer.query), if any."""
+    status = getattr(exc, "plexsync_status", None)
+    if status is None and isinstance(exc, requests.RequestException) and exc.response is not None:
+        status = exc.response.status_code
+    return status
 
 
-def _from_plexapi_query(exc: TypeError) -> bool:
-    """plexapi 4.18 crashes with TypeError on a status ``requests`` has no name for (e.g. 520)."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    return bool(frames) and frames[-1].name == "query" and frames[-1].filename.replace("\\", "/").endswith("plexapi/server.py")
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps: chained causes, urllib3's ``reason``, requests' first arg."""
+    seen = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        todo.extend(e for e in (current.__cause__, current.__context__, getattr(current, "reason", None),
+                                *current.args) if isinstance(e, BaseException))
+
+
+def _tls_error(exc: BaseException, action: str) -> PlexTLSError:
+    if any(isinstance(e, ssl.SSLCertVerificationError) for e in _causes(exc)):
+        problem = "Plex's TLS certificate is not trusted or not issued for this address"
+    else:
+        problem = "the TLS handshake with Plex failed (is plex_url https:// on a plain-http port?)"
+    return PlexTLSError(f"{action}: {problem}; {TLS_FIX}")
+
+
+def _from_status(status: Optional[int], exc: BaseException, action: str) -> PlexSyncError:
+    if isinstance(exc, Unauthorized) or status in (401, 403):
+        return PlexAuthError(f"{action}: Plex refused the request ({status or 401}); check plex_token")
+    if isinstance(exc, NotFound) or status == 404:
+        return PlexNotFound(f"{action}: Plex answered 404 (not found)")
+    if status == 429 or (status is not None and status >= 500):
+        return PlexUnavailable(f"{action}: Plex answered {status}")
+    if status is not None:
+        return PlexBadRequest(f"{action}: Plex answered {status} (bad request)")
+    return PlexBadRequest(f"{action}: plexapi rejected the request ({type(exc).__name__})")
 
 
 def translate(exc: BaseException, action: str = "talking to Plex") -> Optional[PlexSyncError]:
     """Our error for a third-party exception, or None if it is not a Plex failure."""
     if isinstance(exc, PlexSyncError):
         return exc
+    if isinstance(exc, requests.exceptions.SSLError) or (
+            isinstance(exc, requests.RequestException) and any(isinstance(e, ssl.SSLError) for e in _causes(exc))):
+        return _tls_error(exc, action)
     if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
         kind = "timed out" if isinstance(exc, requests.Timeout) else "is unreachable"
         return PlexUnavailable(f"{action}: Plex {kind} ({type(exc).__name__})")
+    if isinstance(exc, requests.HTTPError) and http_status(exc) is not None:
+        return _from_status(http_status(exc), exc, action)
     if isinstance(exc, requests.RequestException):
         return PlexUnavailable(f"{action}: request failed ({type(exc).__name__})")
     if isinstance(exc, ParseError):
         return PlexUnavailable(f"{action}: Plex sent a response that is not XML")
-    if isinstance(exc, TypeError) and _from_plexapi_query(exc):
-        return PlexUnavailable(f"{action}: Plex answered a non-standard HTTP status")
-    if isinstance(exc, NotFound):
-        return PlexNotFound(f"{action}: Plex answered 404 (not found)")
-    if isinstance(exc, BadRequest):
-        status = http_status(exc)
-        if isinstance(exc, Unauthorized) or status in (401, 403):
-            return PlexAuthError(f"{action}: Plex refused the request ({status or 401}); check plex_token")
-        if status == 429 or (status is not None and status >= 500):
-            return PlexUnavailable(f"{action}: Plex answered {status}")
-        if status is not None:
-            return PlexBadRequest(f"{action}: Plex answered {status} (bad request)")
-        return PlexBadRequest(f"{action}: plexapi rejected the request ({type(exc).__name__})")
+    if isinstance(exc, (BadRequest, NotFound)):  # Unauthorized is a BadRequest
+        return _from_status(http_status(exc), exc, action)
     if isinstance(exc, PlexApiException):
         return PlexBadRequest(f"{action}: plexapi error ({type(exc).__name__})")
     return None
