@@ -5,7 +5,7 @@ import random
 import pytest
 
 from common.errors import PlexNotFound, PlexUnavailable
-from worker import backoff
+from worker import backoff, policy
 from worker.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 
 
@@ -20,9 +20,9 @@ def test_full_jitter_bounds_and_cap():
 
 
 def test_not_found_policy_is_long_and_separate():
-    assert backoff.policy_for(PlexNotFound("x"), 5) is backoff.NOT_FOUND
+    assert policy.rule_for(PlexNotFound("x")).retry_policy(5) is backoff.NOT_FOUND
     assert backoff.NOT_FOUND.max_retries == 12 and backoff.NOT_FOUND.cap == 600
-    assert backoff.policy_for(PlexUnavailable("x"), 3).max_retries == 3
+    assert policy.rule_for(PlexUnavailable("x")).retry_policy(3).max_retries == 3
     assert not backoff.NOT_FOUND.exhausted(12) and backoff.NOT_FOUND.exhausted(13)
 
 

@@ -1,15 +1,16 @@
-"""Retry policy: full-jitter exponential backoff (AWS "Exponential Backoff and Jitter").
+"""Retry schedules: full-jitter exponential backoff (AWS "Exponential Backoff and Jitter").
 
 delay = uniform(0, min(cap, base * 2 ** attempt)), attempt counting from 0.
 Retry state lives on the job row (attempts, due_at), not in memory, because
-the processes that retry are short-lived.
+the processes that retry are short-lived. Which error uses which schedule is
+decided in worker.policy.
 """
 
 import random
 from dataclasses import dataclass
 from typing import Optional
 
-from common.errors import PlexNotFound
+from common import defaults
 
 
 @dataclass(frozen=True)
@@ -32,15 +33,9 @@ class RetryPolicy:
         return attempts > self.max_retries
 
 
-# Plex has not scanned the file yet: a library scan can take a while, so wait
-# longer and more often: 12 retries, each wait drawn from 0 up to 30 s, 60 s,
-# ... capped at 10 min, so at most ~85 min in all (~43 min on average).
-NOT_FOUND = RetryPolicy(base=30.0, cap=600.0, max_retries=12)
+NOT_FOUND = RetryPolicy(base=defaults.NOT_FOUND_RETRY_BASE, cap=defaults.NOT_FOUND_RETRY_CAP,
+                        max_retries=defaults.NOT_FOUND_RETRIES)
 
 
 def standard(max_retries: int) -> RetryPolicy:
-    return RetryPolicy(base=5.0, cap=80.0, max_retries=max_retries)
-
-
-def policy_for(error: BaseException, max_retries: int) -> RetryPolicy:
-    return NOT_FOUND if isinstance(error, PlexNotFound) else standard(max_retries)
+    return RetryPolicy(base=defaults.PLEX_RETRY_BASE, cap=defaults.PLEX_RETRY_CAP, max_retries=max_retries)

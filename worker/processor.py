@@ -1,27 +1,24 @@
 """One batch of jobs: fetch scenes, sync them to Plex, settle every job.
 
 Every job ends in exactly one of: done (acked and purged), waiting for a
-retry (due later), or the dead-letter queue. Policy (which error does what)
-lives here; the loop that feeds batches lives in worker.drainer.
+retry (due later), or the dead-letter queue. Which outcome does what is
+decided in worker.policy; this module carries the decision out. The loop
+that feeds batches lives in worker.drainer.
 """
 
 import logging
+import random
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Set
 
-from common.errors import (
-    ConfigError, PermanentError, PlexNotFound, PlexSyncError, PlexUnavailable, SceneDeleted,
-    SceneHasNoFile, StashUnavailable, TransientError,
-)
+from common.errors import ConfigError, PlexSyncError, SceneDeleted, SceneHasNoFile, StashUnavailable, TransientError
 from validation.scene import SceneData, scene_from_stash
-from worker import backoff
+from worker import policy
+from worker.policy import Action, Breaker, Rule, Stop
 
 log = logging.getLogger("plexsync.worker")
-
-STASH_RETRY_DELAY = 15.0
-CONFIG_RETRY_DELAY = 300.0
 
 
 @dataclass
@@ -44,11 +41,35 @@ class BatchResult:
 
 
 class Processor:
-    def __init__(self, ctx) -> None:
+    def __init__(self, ctx, rng: Optional[random.Random] = None) -> None:
         self.ctx = ctx  # worker.context.WorkerContext
+        self.rng = rng or random.Random()
         self._finished: List[Dict[str, Any]] = []
 
-    # -- settling a job -------------------------------------------------------
+    # -- settling a job: carries out a policy.Rule -----------------------------------
+
+    def settle(self, raw: Dict[str, Any], rule: Rule, result: BatchResult, error: Optional[BaseException] = None,
+               wait: float = 0.0, scene: Optional[SceneData] = None) -> Breaker:
+        """Carry out ``rule`` for one job; returns its effect on the breaker."""
+        action = rule.action
+        if action in (Action.DONE, Action.DROP):
+            self._done(raw, result, rule.counts_as)
+        elif action is Action.POSTPONE:
+            self.ctx.queue.retry_later(raw, rule.wait or wait)
+            result.counts[rule.counts_as] += 1
+        elif action is Action.DEAD_LETTER:
+            self._dead_letter(raw, error, result)
+        elif action in (Action.RETRY, Action.SCAN_THEN_RETRY):
+            if action is Action.SCAN_THEN_RETRY and scene is not None and not int(raw["data"].get("attempts", 0)):
+                self._request_scan(scene)
+            self._retry(raw, error, rule, result)
+        else:
+            raise ValueError(f"{action} does not apply to a queued job")
+        if rule.stop is Stop.STASH_DOWN:
+            result.stash_down = True
+        elif rule.stop is Stop.CONFIG_ERROR:
+            result.config_error = True
+        return rule.breaker
 
     def _done(self, raw: Dict[str, Any], result: BatchResult, outcome: str) -> None:
         # Purged with the rest of the batch in one transaction (see run). A
@@ -66,26 +87,19 @@ class Processor:
         log.error("[PlexSync Worker] Scene %s moved to the dead-letter queue: %s: %s",
                   job.get("scene_id"), type(error).__name__, error)
 
-    def _retry(self, raw: Dict[str, Any], error: BaseException, result: BatchResult) -> None:
+    def _retry(self, raw: Dict[str, Any], error: BaseException, rule: Rule, result: BatchResult) -> None:
         job = raw["data"]
         job["attempts"] = int(job.get("attempts", 0)) + 1
         job["last_error"] = f"{type(error).__name__}: {error}"[:500]
-        policy = backoff.policy_for(error, self.ctx.config.max_retries)
-        if policy.exhausted(job["attempts"]):
-            self._dead_letter(raw, error, result)
+        schedule = rule.retry_policy(self.ctx.config.max_retries)
+        if schedule.exhausted(job["attempts"]):
+            self.settle(raw, policy.EXHAUSTED, result, error)
             return
-        delay = policy.delay(job["attempts"] - 1)
+        delay = schedule.delay(job["attempts"] - 1, self.rng)
         self.ctx.queue.retry_later(raw, delay)
-        outcome = "not_found" if isinstance(error, PlexNotFound) else "retrying"
-        result.counts[outcome] += 1
+        result.counts[rule.counts_as] += 1
         log.warning("[PlexSync Worker] Scene %s: %s; retry %d/%d in %.0fs", job.get("scene_id"), error,
-                    job["attempts"], policy.max_retries, delay)
-
-    def _postpone(self, raws: List[Dict[str, Any]], delay: float, result: BatchResult, outcome: str) -> None:
-        """Put jobs back without using up a retry (Stash or Plex is down)."""
-        for raw in raws:
-            self.ctx.queue.retry_later(raw, delay)
-            result.counts[outcome] += 1
+                    job["attempts"], schedule.max_retries, delay)
 
     # -- the batch -------------------------------------------------------------
 
@@ -100,68 +114,67 @@ class Processor:
         result = BatchResult()
         if not raws:
             return result
-        ctx = self.ctx
-        if not ctx.breaker.allow():
-            wait = max(1.0, ctx.breaker.seconds_until_retry())
+        if not self.ctx.breaker.allow():
+            wait = max(1.0, self.ctx.breaker.seconds_until_retry())
             log.info("[PlexSync Worker] Circuit breaker open: Plex paused for %.0fs", wait)
-            self._postpone(raws, wait, result, "postponed")
+            for raw in raws:
+                self.settle(raw, policy.BREAKER_OPEN, result, wait=wait)
             result.plex_down = True
             return result
-
         scenes = self._snapshots(raws, result)
         if result.stash_down:
             return result
-        todo = []
-        for raw, scene in scenes:
-            job = raw["data"]
-            if (job.get("update_type") != "file_change" and not job.get("data", {}).get("force")
-                    and ctx.timestamps.is_current(scene.id, scene.updated_at)):
-                log.info("[PlexSync Worker] Scene %s already synced (unchanged since %s)", scene.id, scene.updated_at)
-                self._done(raw, result, "unchanged")
-            elif not scene.files:
-                self._dead_letter(raw, SceneHasNoFile(f"scene {scene.id} has no file to match in Plex"), result)
-            else:
-                todo.append((raw, scene))
+        todo = [(raw, scene) for raw, scene in scenes if self._needs_plex(raw, scene, result)]
         if todo:
             self._sync(todo, result)
         return result
 
+    def _needs_plex(self, raw: Dict[str, Any], scene: SceneData, result: BatchResult) -> bool:
+        job = raw["data"]
+        if (job.get("update_type") != "file_change" and not job.get("data", {}).get("force")
+                and self.ctx.timestamps.is_current(scene.id, scene.updated_at)):
+            log.info("[PlexSync Worker] Scene %s already synced (unchanged since %s)", scene.id, scene.updated_at)
+            self.settle(raw, policy.ALREADY_SYNCED, result)
+            return False
+        if not scene.files:
+            error = SceneHasNoFile(f"scene {scene.id} has no file to match in Plex")
+            self.settle(raw, policy.rule_for(error), result, error)
+            return False
+        return True
+
     def _snapshots(self, raws: List[Dict[str, Any]], result: BatchResult):
         """The validated scene of every job: stored on the job, or fetched in one request."""
-        ctx = self.ctx
         need = [raw for raw in raws if not raw["data"].get("data", {}).get("snapshot")]
         fetched: Dict[int, Dict[str, Any]] = {}
         if need:
             try:
-                fetched = ctx.stash.scenes(raw["data"]["scene_id"] for raw in need)
+                fetched = self.ctx.stash.scenes(raw["data"]["scene_id"] for raw in need)
             except StashUnavailable as exc:
-                log.warning("[PlexSync Worker] Stash unavailable (%s); %d job(s) wait %.0fs",
-                            exc, len(raws), STASH_RETRY_DELAY)
-                self._postpone(raws, STASH_RETRY_DELAY, result, "postponed")
-                result.stash_down = True
+                rule = policy.rule_for(exc)
+                log.warning("[PlexSync Worker] Stash unavailable (%s); %d job(s) wait %.0fs", exc, len(raws), rule.wait)
+                for raw in raws:
+                    self.settle(raw, rule, result, exc)
                 return []
         out = []
         for raw in raws:
-            job = raw["data"]
-            payload = job.setdefault("data", {})
             try:
-                if payload.get("snapshot"):
-                    scene = SceneData(**payload["snapshot"])
-                else:
-                    found = fetched.get(int(job["scene_id"]))
-                    if found is None:
-                        raise SceneDeleted(f"scene {job['scene_id']} no longer exists in Stash")
-                    scene = scene_from_stash(found, strict=ctx.config.strict_mode)
-                    payload["snapshot"] = scene.model_dump()
-            except SceneDeleted as exc:
-                log.info("[PlexSync Worker] %s; dropping its job", str(exc).capitalize())
-                self._done(raw, result, "deleted")
-                continue
-            except PermanentError as exc:
-                self._dead_letter(raw, exc, result)
-                continue
-            out.append((raw, scene))
+                out.append((raw, self._snapshot(raw["data"], fetched)))
+            except PlexSyncError as exc:
+                if isinstance(exc, SceneDeleted):
+                    log.info("[PlexSync Worker] %s; dropping its job", str(exc).capitalize())
+                self.settle(raw, policy.rule_for(exc), result, exc)
         return out
+
+    def _snapshot(self, job: Dict[str, Any], fetched: Dict[int, Dict[str, Any]]) -> SceneData:
+        payload = job.setdefault("data", {})
+        if payload.get("snapshot"):
+            return SceneData(**payload["snapshot"])
+        found = fetched.get(int(job["scene_id"]))
+        if found is None:
+            raise SceneDeleted(f"scene {job['scene_id']} no longer exists in Stash")
+        scene = scene_from_stash(found, strict=self.ctx.config.strict_mode)
+        payload["snapshot"] = scene.model_dump()
+        return scene
 
     def _sync(self, todo, result: BatchResult) -> None:
         ctx = self.ctx
@@ -171,52 +184,35 @@ class Processor:
         except ConfigError as exc:
             # e.g. plex_library names no library Plex has: nothing can sync.
             log.error("[PlexSync] Configuration error: %s", exc)
-            self._postpone([raw for raw, _ in todo], CONFIG_RETRY_DELAY, result, "postponed")
-            result.config_error = True
-            return
+            outcomes = {scene.id: exc for scene in scenes}
         except PlexSyncError as exc:
             outcomes = {scene.id: exc for scene in scenes}
         except Exception as exc:  # a bug must not lose the batch
             log.error("[PlexSync Worker] Unexpected error syncing a batch: %s: %s", type(exc).__name__, exc)
             outcomes = {scene.id: exc for scene in scenes}
-        plex_ok = plex_failed = False
-        for raw, scene in todo:
-            outcome = outcomes.get(scene.id)
-            if outcome is None:
-                outcome = TransientError(f"no result for scene {scene.id}")
-            if not isinstance(outcome, BaseException):
-                ctx.timestamps.record(scene.id, scene.updated_at)
-                status = getattr(outcome, "status", "synced")
-                log.info("[PlexSync Worker] Scene %s %s in Plex (%s)", scene.id,
-                         "synced" if status == "synced" else "already up to date",
-                         ", ".join(str(k) for k in getattr(outcome, "items", [])) or "-")
-                self._done(raw, result, "synced" if status == "synced" else "unchanged")
-                plex_ok = True
-                continue
-            if isinstance(outcome, PlexNotFound):
-                plex_ok = True  # Plex answered; the file just is not there yet
-                if int(raw["data"].get("attempts", 0)) == 0:
-                    self._request_scan(scene)
-                self._retry(raw, outcome, result)
-            elif isinstance(outcome, StashUnavailable):
-                # Stash went away mid-batch (fetching a cover): wait as when
-                # the scenes cannot be fetched, without using a retry.
-                self._postpone([raw], STASH_RETRY_DELAY, result, "postponed")
-                result.stash_down = True
-            elif isinstance(outcome, PlexUnavailable):
-                plex_failed = True
-                self._retry(raw, outcome, result)
-            elif isinstance(outcome, PermanentError):
-                self._dead_letter(raw, outcome, result)
-            else:
-                self._retry(raw, outcome, result)
-        if plex_failed:
+        effects = {self._settle_outcome(raw, scene, outcomes.get(scene.id), result) for raw, scene in todo}
+        self._record_breaker(effects, result)
+
+    def _settle_outcome(self, raw: Dict[str, Any], scene: SceneData, outcome: Any, result: BatchResult) -> Breaker:
+        if outcome is None:
+            outcome = TransientError(f"no result for scene {scene.id}")
+        if isinstance(outcome, BaseException):
+            return self.settle(raw, policy.rule_for(outcome), result, outcome, scene=scene)
+        self.ctx.timestamps.record(scene.id, scene.updated_at)
+        synced = getattr(outcome, "status", "synced") == "synced"
+        log.info("[PlexSync Worker] Scene %s %s in Plex (%s)", scene.id, "synced" if synced else "already up to date",
+                 ", ".join(str(k) for k in getattr(outcome, "items", [])) or "-")
+        return self.settle(raw, policy.SYNCED if synced else policy.UP_TO_DATE, result)
+
+    def _record_breaker(self, effects: Set[Breaker], result: BatchResult) -> None:
+        breaker = self.ctx.breaker
+        if Breaker.FAILURE in effects:
             result.plex_down = True
-            if ctx.breaker.record_failure():
+            if breaker.record_failure():
                 log.warning("[PlexSync Worker] Circuit breaker opened: Plex failed repeatedly; pausing %.0fs",
-                            ctx.breaker.recovery)
-        elif plex_ok:
-            ctx.breaker.record_success()
+                            breaker.recovery)
+        elif Breaker.SUCCESS in effects:
+            breaker.record_success()
 
     def _request_scan(self, scene: SceneData) -> None:
         try:
