@@ -43,7 +43,8 @@ def parse_args(argv):
                        help="move dead-letter entries (all, or one scene's) back to the queue")
     group.add_argument("--dlq-purge", action="store_true", help="delete dead-letter entries older than --days")
     group.add_argument("--dlq-clear", action="store_true", help="delete every dead-letter entry")
-    p.add_argument("--days", type=int, default=30, help="age for --dlq-purge (default 30)")
+    p.add_argument("--days", type=int, default=None,
+                   help="age for --dlq-purge (default: the dlq_retention_days default, 30)")
     args = p.parse_args(argv)
     args.plex_token = args.plex_token or os.environ.get("PLEX_TOKEN")
     args.stash_api_key = args.stash_api_key or os.environ.get("STASH_API_KEY")
@@ -80,7 +81,7 @@ def main(argv=None) -> int:
 
 
 def stats(paths, as_json: bool) -> int:
-    from worker.tasks import format_status, status_report
+    from worker.status import format_status, status_report
 
     report = status_report(paths)
     print(json.dumps(report, indent=2, default=str) if as_json else format_status(report).replace("; ", "\n"))
@@ -88,6 +89,7 @@ def stats(paths, as_json: bool) -> int:
 
 
 def dlq_command(paths, args) -> int:
+    from common.defaults import setting_default
     from sync_queue.dlq import DeadLetterQueue
     from sync_queue.queue import open_queue
 
@@ -107,7 +109,8 @@ def dlq_command(paths, args) -> int:
         print(f"Cleared {dlq.clear()} dead-letter entries")
         return EXIT_OK
     if args.dlq_purge:
-        print(f"Purged {dlq.purge_older_than(args.days)} dead-letter entries older than {args.days} days")
+        days = setting_default("dlq_retention_days") if args.days is None else args.days
+        print(f"Purged {dlq.purge_older_than(days)} dead-letter entries older than {days} days")
         return EXIT_OK
     scene = None
     if args.dlq_requeue != "all":
@@ -132,7 +135,7 @@ def _stash_connection(url: str):
 
 def load_cli_config(args):
     from common.errors import StashUnavailable
-    from common.stash_conn import fetch_plugin_settings
+    from common.stash import fetch_plugin_settings
     from validation.config import PLUGIN_ID, load_config
 
     settings = {}

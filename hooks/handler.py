@@ -111,7 +111,7 @@ def _check_config(conn: Dict[str, Any], paths) -> Optional[Tuple[Any, Optional[s
     None to go on and queue it.
     """
     from common.errors import ConfigError, StashUnavailable
-    from common.stash_conn import fetch_plugin_settings
+    from common.stash import fetch_plugin_settings
     from sync_queue.state import ConfigState
     from validation.config import PLUGIN_ID, load_config
 

@@ -6,12 +6,11 @@ scrubbed, the retry count and when it failed. ``requeue`` puts them back.
 
 import json
 import os
-import sqlite3
 import time
-from contextlib import closing, contextmanager
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from common.log import scrub
+from common.sqlite import opened
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS dlq (
@@ -31,18 +30,16 @@ CREATE INDEX IF NOT EXISTS dlq_scene ON dlq(scene_id);
 
 
 class DeadLetterQueue:
-    def __init__(self, path: "str | os.PathLike[str]") -> None:
+    def __init__(self, path: "str | os.PathLike[str]", clock: Callable[[], float] = time.time) -> None:
         self.path = os.fspath(path)
+        self.clock = clock
         with self._connect() as conn:
             conn.executescript(_SCHEMA)
         if os.name == "posix":
             os.chmod(self.path, 0o600)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            yield conn
+    def _connect(self, write: bool = False):
+        return opened(self.path, write=write)
 
     def add(self, job: Dict[str, Any], error: BaseException, stack_trace: str = "") -> int:
         data = dict(job)
@@ -53,7 +50,7 @@ class DeadLetterQueue:
                 " stack_trace, retry_count, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (job.get("scene_id"), job.get("job_key"), scrub(json.dumps(data)),
                  type(error).__name__, scrub(str(error))[:2000], scrub(stack_trace)[:20000],
-                 int(job.get("attempts", 0)), time.time()))
+                 int(job.get("attempts", 0)), self.clock()))
             return int(cur.lastrowid)
 
     def count(self) -> int:
@@ -114,6 +111,6 @@ class DeadLetterQueue:
             return conn.execute("DELETE FROM dlq").rowcount
 
     def purge_older_than(self, days: float) -> int:
-        cutoff = time.time() - days * 86400
+        cutoff = self.clock() - days * 86400
         with self._connect() as conn:
             return conn.execute("DELETE FROM dlq WHERE failed_at < ?", (cutoff,)).rowcount

@@ -1,5 +1,15 @@
 """The job queue: persist-queue's SQLiteAckQueue with two additions.
 
+persist-queue stays the storage (its schema, connections, ``tran_lock``,
+serializer, ack statuses and ``resume_unack_tasks``); what it lacks is added
+here. Internals relied on, tested with persist-queue 1.1.0 (requirements.txt
+allows >=1.1,<2): the class attributes ``_TABLE_NAME`` and ``_SQL_CREATE``
+(our two extra columns), ``_init()``, ``_putter`` / ``_getter`` (its write
+and read connections), ``tran_lock``, ``_serializer``, ``_unack_cache``,
+``_key_column``, ``_table_name``, ``_count()``, ``total`` and the
+``AckStatus`` numbers. ``get()`` is not used (it ignores ``due_at``): jobs
+are taken with ``take()``.
+
 * ``job_key`` + a partial unique index: at most one *pending* row per scene.
   A new event for a scene that already waits is merged into that row in the
   same INSERT (latest wins), so coalescing is atomic across hook processes.
@@ -13,10 +23,12 @@ Only one process drains (see worker.drainer); hooks and tasks only put.
 """
 
 import time
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 import persistqueue.serializers.json as json_serializer
 from persistqueue.sqlackqueue import AckStatus, SQLiteAckQueue
+
+from common import defaults
 
 
 def make_job(scene_id: int, update_type: str = "update", data: Optional[Dict[str, Any]] = None,
@@ -41,21 +53,19 @@ class JobQueue(SQLiteAckQueue):
         "data BLOB, timestamp FLOAT, status INTEGER, "
         "job_key TEXT NOT NULL DEFAULT '', due_at FLOAT NOT NULL DEFAULT 0)"
     )
-    # get() takes the oldest row that is pending and due, never a waiting retry.
-    _SQL_SELECT = (
-        "SELECT {key_column}, data, timestamp, status FROM {table_name} "
-        "WHERE {key_column} > {rowid} AND status < %s "
-        "AND due_at <= (julianday('now') - 2440587.5) * 86400.0 "
-        "ORDER BY {key_column} ASC LIMIT 1" % AckStatus.unack
-    )
 
-    def __init__(self, path: str, *, resume: bool = False, timeout: float = 30.0) -> None:
+    def __init__(self, path: str, *, resume: bool = False, timeout: float = defaults.SQLITE_BUSY_TIMEOUT,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock  # wall clock (epoch s): due_at is compared across processes
         # auto_resume would steal rows another live process holds; only the
         # drain-lock holder calls resume_unack_tasks() (see worker.drainer).
         super().__init__(path, auto_resume=False, multithreading=True, timeout=timeout,
                          serializer=json_serializer)
         if resume:
             self.resume_unack_tasks()
+
+    def get(self, *args, **kwargs):
+        raise NotImplementedError("JobQueue.get ignores due_at; use take()")
 
     def _init(self) -> None:
         super()._init()
@@ -82,7 +92,7 @@ class JobQueue(SQLiteAckQueue):
 
     def put_many(self, items: Iterable[Dict[str, Any]]) -> int:
         """Enqueue many jobs in one transaction (Sync All); returns the count."""
-        now = time.time()
+        now = self.clock()
         rows = [(self._serializer.dumps(item), now, item["job_key"], float(item.get("due_at", 0)))
                 for item in items]
         if not rows:
@@ -97,21 +107,24 @@ class JobQueue(SQLiteAckQueue):
 
     _TAKE = (
         "SELECT {key}, data, timestamp FROM {t} WHERE status < %s "
-        "AND due_at <= (julianday('now') - 2440587.5) * 86400.0 "
-        "ORDER BY {key} ASC LIMIT ?" % AckStatus.unack
+        "AND due_at <= ? ORDER BY {key} ASC LIMIT ?" % AckStatus.unack
     )
 
-    def take(self, limit: int) -> List[Dict[str, Any]]:
+    def take(self, limit: int, due_by: Optional[float] = None) -> List[Dict[str, Any]]:
         """Up to ``limit`` due jobs as raw dicts ``{pqid, data, timestamp}``, oldest first.
 
+        ``due_by`` (epoch s, at most now) leaves out jobs due later, e.g.
+        retries scheduled during a foreground drain that started then.
         One transaction for the whole batch (``get`` would commit, and so
         fsync, once per job): the rows are selected and marked in flight
         together, so a crash leaves either all or none of them unacked.
         """
         key, t = self._key_column, self._table_name
+        now = self.clock()
+        due = now if due_by is None else min(now, due_by)
         with self.tran_lock, self._putter as conn:
             conn.execute("BEGIN IMMEDIATE")
-            rows = conn.execute(self._TAKE.format(key=key, t=t), (int(limit),)).fetchall()
+            rows = conn.execute(self._TAKE.format(key=key, t=t), (due, int(limit))).fetchall()
             conn.executemany(f"UPDATE {t} SET status = {AckStatus.unack} WHERE {key} = ?",
                              [(row[0],) for row in rows])
         jobs = []
@@ -140,7 +153,7 @@ class JobQueue(SQLiteAckQueue):
             else:
                 conn.execute(
                     f"UPDATE {t} SET status = {AckStatus.ready}, data = ?, due_at = ? WHERE {self._key_column} = ?",
-                    (self._serializer.dumps(job), time.time() + delay, raw["pqid"]))
+                    (self._serializer.dumps(job), self.clock() + delay, raw["pqid"]))
         self._unack_cache.pop(raw["pqid"], None)
         return not newer
 
@@ -175,7 +188,7 @@ class JobQueue(SQLiteAckQueue):
 
     def stats(self) -> Dict[str, Any]:
         t = self._table_name
-        now = time.time()
+        now = self.clock()
         row = self._getter.execute(
             f"SELECT "
             f"SUM(CASE WHEN status < {AckStatus.unack} AND due_at <= ? THEN 1 ELSE 0 END), "
@@ -203,6 +216,28 @@ class JobQueue(SQLiteAckQueue):
         return out
 
 
-def open_queue(paths, *, resume: bool = False) -> JobQueue:
+    def rows(self) -> List[Dict[str, Any]]:
+        """Every live row as {scene_id, state: "pending" | "in_progress"} (crash checks, status)."""
+        rows = self._getter.execute(
+            f"SELECT job_key, status FROM {self._table_name} WHERE status <= {AckStatus.unack}").fetchall()
+        return [{"scene_id": int(key.split(":", 1)[1]), "state": "in_progress" if status == int(AckStatus.unack)
+                 else "pending"} for key, status in rows]
+
+    def shift_due(self, seconds: Optional[float] = None) -> int:
+        """Bring waiting jobs ``seconds`` closer to due (all of them due now if None).
+
+        For the command line's "retry now" and for tests that stand in for
+        the passing of time in other processes. Returns the rows changed.
+        """
+        t = self._table_name
+        with self.tran_lock, self._putter as conn:
+            if seconds is None:
+                cur = conn.execute(f"UPDATE {t} SET due_at = 0 WHERE status < {AckStatus.unack}")
+            else:
+                cur = conn.execute(f"UPDATE {t} SET due_at = due_at - ? WHERE status < {AckStatus.unack}", (seconds,))
+        return cur.rowcount
+
+
+def open_queue(paths, *, resume: bool = False, clock: Callable[[], float] = time.time) -> JobQueue:
     paths.ensure()
-    return JobQueue(str(paths.queue_dir), resume=resume)
+    return JobQueue(str(paths.queue_dir), resume=resume, clock=clock)

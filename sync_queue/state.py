@@ -3,6 +3,7 @@
 import time
 from typing import Any, Dict, Optional
 
+from common import defaults
 from common.jsonfile import read_json, write_json
 
 
@@ -37,7 +38,7 @@ class SyncTimestamps:
     re-check that finds nothing to change).
     """
 
-    def __init__(self, path, flush_every: float = 5.0) -> None:
+    def __init__(self, path, flush_every: float = defaults.TIMESTAMP_FLUSH) -> None:
         self.path = path
         self.flush_every = flush_every
         data = read_json(path, {})

@@ -9,6 +9,10 @@ if str(ROOT) not in sys.path:
 
 SHARED = ROOT.parent / "shared"
 
+from plex.sync import PlexSync  # noqa: E402 - after the repo is on sys.path
+from tests.emulators.plex import PlexEmulator  # noqa: E402
+from validation.config import PlexSyncConfig  # noqa: E402
+
 
 def pytest_addoption(parser):
     parser.addoption("--long", action="store_true", default=False, help="run the long reliability variants")
@@ -19,6 +23,29 @@ def paths(tmp_path):
     from common.paths import DataPaths
 
     return DataPaths(tmp_path / "data").ensure()
+
+
+@pytest.fixture
+def emu():
+    """A running Plex emulator; test modules that need more set-up override it."""
+    with PlexEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def make_sync(emu, paths):
+    """make(**settings) -> a PlexSync against ``emu``, closed after the test."""
+    made = []
+
+    def make(**settings):
+        settings.setdefault("plex_token", emu.token)
+        sync = PlexSync(PlexSyncConfig(plex_url=emu.url, **settings), paths)
+        made.append(sync)
+        return sync
+
+    yield make
+    for sync in made:
+        sync.close()
 
 
 def shared_path(*parts) -> Path:

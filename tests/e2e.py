@@ -1,6 +1,5 @@
 """Shared set-up for end-to-end tests: both emulators plus the plugin runner."""
 
-import sqlite3
 import time
 from pathlib import Path
 
@@ -41,19 +40,30 @@ class Env:
         sid = self.stash.add_scene(**fields)
         return sid, rk
 
+    def scenes_with_items(self, n: int, **fields):
+        """Scenes 1..n, each with its Plex item: {scene id: rating key}."""
+        scenes = dict(self.scene_with_item(i, **fields) for i in range(1, n + 1))
+        self.runner.data_dir.mkdir(parents=True, exist_ok=True)
+        return scenes
+
     def hook(self, scene_id: int, ctx=None):
         return self.runner.run_hook(ctx or scene_update(scene_id, title="changed"))
 
     def settle(self, timeout: float = 60):
         self.runner.wait_idle(timeout)
 
-    def queue_db(self):
-        return sqlite3.connect(str(self.runner.data_dir / "queue" / "data.db"))
+    def queue(self):
+        from sync_queue.queue import JobQueue
+
+        return JobQueue(str(self.runner.data_dir / "queue"))
 
     def make_retries_due(self) -> int:
         """Fake the passing of time: every waiting retry becomes due now."""
-        with self.queue_db() as conn:
-            return conn.execute("UPDATE plexsync_jobs_default SET due_at = 0 WHERE status < 2").rowcount
+        q = self.queue()
+        try:
+            return q.shift_due()
+        finally:
+            q.close()
 
     def stats(self):
         from sync_queue.queue import JobQueue

@@ -143,20 +143,19 @@ worker_pids = worker_processes
 
 
 def queue_rows(data_dir) -> Dict[int, List[int]]:
-    """scene id -> statuses of its rows (pending, waiting or in flight), read in one query."""
-    import sqlite3
+    """scene id -> states of its rows ("pending" or "in_progress"), read in one query."""
+    from sync_queue.queue import JobQueue
 
-    db = Path(data_dir) / "queue" / "data.db"
-    if not db.exists():
+    if not (Path(data_dir) / "queue" / "data.db").exists():
         return {}
-    conn = sqlite3.connect(str(db), timeout=30)
+    queue = JobQueue(str(Path(data_dir) / "queue"))
     try:
-        rows = conn.execute("SELECT job_key, status FROM plexsync_jobs_default").fetchall()
+        rows = queue.rows()
     finally:
-        conn.close()
-    out: Dict[int, List[int]] = {}
-    for key, status in rows:
-        out.setdefault(int(key.split(":", 1)[1]), []).append(status)
+        queue.close()
+    out: Dict[int, List[str]] = {}
+    for row in rows:
+        out.setdefault(row["scene_id"], []).append(row["state"])
     return out
 
 

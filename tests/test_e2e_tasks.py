@@ -33,12 +33,12 @@ def counts(output: str):
 
 
 def small_pages(runner, size: int) -> None:
-    """Lower tasks.PAGE_SIZE in the installed copy, so a few dozen scenes span
-    several findScenes pages (the module constant is the only knob)."""
-    path = runner.plugin_dir / "worker" / "tasks.py"
-    text, n = re.subn(r"^PAGE_SIZE = \d+", f"PAGE_SIZE = {size}", path.read_text(encoding="utf-8"),
+    """Lower defaults.STASH_PAGE_SIZE in the installed copy, so a few dozen scenes
+    span several findScenes pages (the constant is the only knob)."""
+    path = runner.plugin_dir / "common" / "defaults.py"
+    text, n = re.subn(r"^STASH_PAGE_SIZE = \d+", f"STASH_PAGE_SIZE = {size}", path.read_text(encoding="utf-8"),
                       count=1, flags=re.MULTILINE)
-    assert n == 1, "worker/tasks.py no longer defines PAGE_SIZE"
+    assert n == 1, "common/defaults.py no longer defines STASH_PAGE_SIZE"
     path.write_text(text, encoding="utf-8")
 
 

@@ -9,7 +9,6 @@ import requests
 
 from common.errors import PlexUnavailable
 from plex.client import connect, plex_session
-from tests.emulators.plex import PlexEmulator
 from validation.config import PlexSyncConfig
 
 DEVICE_ID = "0d6cbbd2-8a36-4c59-9c4e-5e0d1bb7d3a4"
@@ -23,13 +22,6 @@ def clean_env(monkeypatch):
     for name in PROXY_VARS:
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
-
-
-@pytest.fixture
-def emu():
-    emulator = PlexEmulator().start()
-    yield emulator
-    emulator.stop()
 
 
 def test_an_http_proxy_from_the_environment_is_used(clean_env, emu):
@@ -67,7 +59,7 @@ def test_pinned_settings_equal_what_requests_reads_per_request(clean_env, env, u
     assert pinned["verify"] == expected["verify"]
 
 
-# -- the Stash session (worker.stash.StashClient) is pinned the same way ------------
+# -- the Stash session (common.stash.StashClient) is pinned the same way ------------
 
 DEAD_PROXY = "http://127.0.0.1:9"  # discard port: nothing listens, a proxied request fails at once
 
@@ -81,7 +73,7 @@ def stash():
 
 
 def _stash_client(stash):
-    from worker.stash import StashClient
+    from common.stash import StashClient
 
     return StashClient(stash.server_connection(), timeout=5)
 

@@ -56,12 +56,7 @@ def _change(env, scene_ids, trial, label) -> int:
 
 
 def _fresh(env, n):
-    scenes = {}
-    for i in range(1, n + 1):
-        sid, rk = env.scene_with_item(i)
-        scenes[sid] = rk
-    env.runner.data_dir.mkdir(parents=True, exist_ok=True)
-    return scenes
+    return env.scenes_with_items(n)
 
 
 def test_sigkill_drainers_at_random_moments_loses_nothing(env, tmp_path, request):
@@ -93,7 +88,7 @@ def test_sigkill_drainers_at_random_moments_loses_nothing(env, tmp_path, request
         victims = [p for p in alive if rng.random() < 0.7] or alive[:1]
         for proc in victims:
             drainers.kill(proc)
-        in_flight_at_kill += sum(st.count(2) for st in queue_rows(env.runner.data_dir).values())
+        in_flight_at_kill += sum(st.count("in_progress") for st in queue_rows(env.runner.data_dir).values())
         lost = _lost(env, scenes)
         assert not lost, f"trial {trial} (seed {seed}): scenes {lost[:10]} lost their change"
 
@@ -133,7 +128,7 @@ def test_task_killed_mid_batch_is_resumed_by_the_running_worker(env, tmp_path):
         wait_until(lambda: any(b[0] == task.pid and b[2] >= time.time() - 0.01 for b in drainers.batches())
                    or task.poll() is not None, 60, 0.01, "the task to start a batch")
         drainers.kill(task)
-        orphans = sum(st.count(2) for st in queue_rows(env.runner.data_dir).values())
+        orphans = sum(st.count("in_progress") for st in queue_rows(env.runner.data_dir).values())
         if orphans:
             break
     assert orphans, "could not kill the task inside a batch"

@@ -36,7 +36,11 @@ def _fake_time(env, seconds):
     with sqlite3.connect(str(env.runner.data_dir / "queue" / "data.db")) as conn:
         conn.execute("UPDATE plexsync_breaker SET opened_at = opened_at - ?, trial_started = trial_started - ?",
                      (seconds, seconds))
-        conn.execute("UPDATE plexsync_jobs_default SET due_at = due_at - ? WHERE status < 2", (seconds,))
+    queue = env.queue()
+    try:
+        queue.shift_due(seconds)
+    finally:
+        queue.close()
 
 
 def _processed(env):

@@ -8,16 +8,18 @@ every read (wall clock), so a restart never leaves a stale "outage".
 """
 
 import os
-import sqlite3
 import time
-from contextlib import closing
 from typing import Any, Callable, Dict
+
+from common import defaults
+from common.sqlite import opened
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
 
 class CircuitBreaker:
-    def __init__(self, db_path: "str | os.PathLike[str]", threshold: int = 5, recovery: float = 60.0,
+    def __init__(self, db_path: "str | os.PathLike[str]", threshold: int = defaults.BREAKER_THRESHOLD,
+                 recovery: float = defaults.BREAKER_RECOVERY,
                  clock: Callable[[], float] = time.time) -> None:
         self.db_path = os.fspath(db_path)
         self.threshold = threshold
@@ -31,8 +33,8 @@ class CircuitBreaker:
             conn.execute("INSERT OR IGNORE INTO plexsync_breaker (id, state, failures) VALUES (1, 'closed', 0)")
 
     def _tx(self):
-        conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
-        return _Tx(conn)
+        # The queue's database: persist-queue chose its journal mode, leave it.
+        return opened(self.db_path, wal=False, write=True)
 
     def _row(self, conn) -> Dict[str, Any]:
         cols = ("state", "failures", "opened_at", "last_success", "last_failure", "trial_started")
@@ -40,7 +42,7 @@ class CircuitBreaker:
         return dict(zip(cols, row))
 
     def status(self) -> Dict[str, Any]:
-        with closing(sqlite3.connect(self.db_path, timeout=30)) as conn:
+        with opened(self.db_path, wal=False) as conn:
             row = self._row(conn)
         now = self.clock()
         if row["state"] == OPEN and now >= (row["opened_at"] or 0) + self.recovery:
@@ -100,20 +102,3 @@ class CircuitBreaker:
 
     def reset(self) -> None:
         self.record_success()
-
-
-class _Tx:
-    """BEGIN IMMEDIATE ... COMMIT (read-modify-write must not be deferred)."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    def __exit__(self, exc_type, *rest) -> None:
-        try:
-            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
-        finally:
-            self.conn.close()

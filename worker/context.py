@@ -6,13 +6,13 @@ from typing import Any, Dict, Optional
 
 from common.errors import ConfigError
 from common.log import register_secret
-from common.stash_conn import fetch_plugin_settings, session_cookie, stash_url
+from common.stash import StashClient, fetch_plugin_settings, session_cookie, stash_url
+from plex.sync import PlexSync
 from sync_queue.dlq import DeadLetterQueue
 from sync_queue.queue import JobQueue, open_queue
 from sync_queue.state import ConfigState, SyncTimestamps
 from validation.config import PLUGIN_ID, PlexSyncConfig, load_config
 from worker.breaker import CircuitBreaker
-from worker.stash import StashClient
 
 log = logging.getLogger("plexsync")
 
@@ -26,7 +26,7 @@ class WorkerContext:
     breaker: CircuitBreaker
     timestamps: SyncTimestamps
     stash: StashClient
-    plex: Any  # plex.sync.PlexSync
+    plex: PlexSync
 
     def close(self) -> None:
         self.timestamps.flush()
@@ -56,8 +56,6 @@ def read_config(server_connection: Dict[str, Any], paths, settings: Optional[Dic
 
 
 def build_context(config: PlexSyncConfig, paths, server_connection: Dict[str, Any]) -> WorkerContext:
-    from plex.sync import PlexSync
-
     paths.ensure()
     queue = open_queue(paths)
     dlq = DeadLetterQueue(paths.dlq_db)

@@ -10,20 +10,26 @@ Locks (all flock/msvcrt, released by the OS if the holder dies):
   background worker yields ``drain.lock`` between batches while it is held.
 """
 
+import contextlib
 import logging
+import os
 import threading
 import time
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
+from common import defaults
+from common import log as plog
 from common.errors import ConfigError, StashUnavailable
 from common.locking import FileLock
+from worker.context import build_context, read_config
+from worker.launch import release_claim
 from worker.processor import BatchResult, Processor
 
 log = logging.getLogger("plexsync.worker")
 
-BATCH_SIZE = 50
-POLL = 0.5
-LOCK_WAIT = 1.0  # see _acquire_briefly
+BATCH_SIZE = defaults.BATCH_SIZE
+POLL = defaults.POLL
+LOCK_WAIT = defaults.LOCK_WAIT  # see _acquire_briefly
 
 
 class Drainer:
@@ -53,27 +59,46 @@ class Drainer:
         self.ctx.queue.resume_unack_tasks()
         return True
 
-    def run_once(self) -> Optional[BatchResult]:
-        """Process one batch if one is due; None when nothing is due."""
-        batch = self.ctx.queue.take(BATCH_SIZE)
+    def run_once(self, due_by: Optional[float] = None) -> Optional[BatchResult]:
+        """Process one batch if one is due (by ``due_by``, default now); None when nothing is."""
+        batch = self.ctx.queue.take(BATCH_SIZE, due_by)
         if not batch:
             return None
         result = self.processor.run(batch)
         self.total.add(result)
         return result
 
+    @contextlib.contextmanager
+    def claimed(self) -> Iterator[bool]:
+        """Hold task.lock until the block ends (a task that lists before it drains).
+
+        A background worker yields at once, so the jobs queued inside the block
+        are synced, and counted, by this drainer. If another task holds the
+        lock, the block runs unclaimed and ``drain_foreground`` reports it busy.
+        """
+        got = _acquire_briefly(self.task_lock)
+        try:
+            yield got
+        finally:
+            if got:
+                self.task_lock.release()
+
     def drain_foreground(self, on_batch: Optional[Callable[[BatchResult], None]] = None,
-                         wait_for_lock: float = 600.0) -> BatchResult:
+                         wait_for_lock: float = defaults.TASK_LOCK_WAIT) -> BatchResult:
         """Drain until nothing is due (waiting retries stay queued)."""
+        claimed = self.task_lock.held  # inside claimed(): the block releases it
         # The background worker probes task.lock between batches: retry past a probe.
         if not _acquire_briefly(self.task_lock):
             raise BlockingIOError("another PlexSync task is already processing the queue")
         try:
             if not self._take_drain_lock(wait_for_lock):
                 raise BlockingIOError("the background worker did not hand over the queue")
+            # Only what is due now: a retry this drain schedules waits for the
+            # background worker, however short its random delay.
+            started = self.ctx.queue.clock()
             try:
                 while not self.stop.is_set():
-                    result = self.run_once()
+                    result = self.run_once(due_by=started)
                     if result is None:
                         break
                     if on_batch:
@@ -86,7 +111,8 @@ class Drainer:
                 self.ctx.timestamps.flush()
                 self.drain_lock.release()
         finally:
-            self.task_lock.release()
+            if not claimed:
+                self.task_lock.release()
         return self.total
 
     def drain_background(self, idle: float) -> None:
@@ -108,7 +134,7 @@ class Drainer:
                 if result.config_error:
                     break
                 stash_failures = stash_failures + 1 if result.stash_down else 0
-                if stash_failures >= 3:
+                if stash_failures >= defaults.STASH_FAILURES_TO_EXIT:
                     # Most likely our session cookie expired; the next hook
                     # starts a worker with a fresh one. Jobs stay queued.
                     log.warning("[PlexSync Worker] Stash unreachable 3 times in a row; exiting until the next change")
@@ -121,7 +147,7 @@ class Drainer:
                 break
             wait = POLL
             if stats["next_retry_at"]:
-                wait = max(0.05, min(POLL, stats["next_retry_at"] - time.time()))
+                wait = max(0.05, min(POLL, stats["next_retry_at"] - self.ctx.queue.clock()))
             self.stop.wait(wait)
         self.drain_lock.release()
         self.ctx.timestamps.flush()
@@ -129,10 +155,6 @@ class Drainer:
 
 def run_background(payload, paths) -> int:
     """Entry of ``PlexSync.py --worker`` (detached; logs to worker.log)."""
-    from common import log as plog
-    from worker.context import read_config
-    from worker.launch import release_claim
-
     paths.ensure()
     plog.setup(log_file=paths.worker_log)
     worker_lock = FileLock(paths.worker_lock)
@@ -164,10 +186,8 @@ def run_background(payload, paths) -> int:
 
 
 def _background(config, paths, conn, worker_lock: FileLock) -> None:
-    from worker.context import build_context
-
     ctx = build_context(config, paths, conn)
-    log.info("[PlexSync Worker] Background worker started (pid %d)", _pid())
+    log.info("[PlexSync Worker] Background worker started (pid %d)", os.getpid())
     try:
         while True:
             drainer = Drainer(ctx)
@@ -204,12 +224,6 @@ def _acquire_briefly(lock: FileLock, wait: float = LOCK_WAIT) -> bool:
             return False
         time.sleep(0.02)
     return True
-
-
-def _pid() -> int:
-    import os
-
-    return os.getpid()
 
 
 def _summary(counts) -> str:
