@@ -21,16 +21,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from plexapi.exceptions import BadRequest, NotFound, Unauthorized  # noqa: E402
 from plexapi.server import PlexServer  # noqa: E402
 
-from tests.emulators.plex import PlexEmulator  # noqa: E402
 
 ROOT = "/data/stash"
 
 
 @pytest.fixture
-def emu():
-    with PlexEmulator() as e:
-        e.section_key = e.add_section("Stash", locations=[ROOT])
-        yield e
+def emu(emu):
+    emu.section_key = emu.add_section("Stash", locations=[ROOT])
+    return emu
 
 
 def connect(emu, **kw) -> PlexServer:

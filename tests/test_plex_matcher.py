@@ -12,7 +12,6 @@ from common.errors import AmbiguousMatch, ConfigError, PlexNotFound, SceneHasNoF
 from common.locking import FileLock
 from plex.pathnorm import basename_key, map_path, parent_folder, path_key
 from plex.sync import Outcome, PlexSync
-from tests.emulators.plex import PlexEmulator
 from validation.config import PlexSyncConfig, parse_path_map
 from validation.scene import SceneData
 
@@ -31,27 +30,6 @@ def matcher_log(caplog):
     logger.setLevel(level)
     logger.propagate = propagate
     logger.removeHandler(caplog.handler)
-
-
-@pytest.fixture
-def emu():
-    emulator = PlexEmulator().start()
-    yield emulator
-    emulator.stop()
-
-
-@pytest.fixture
-def make_sync(emu, paths):
-    made = []
-
-    def make(**settings):
-        sync = PlexSync(PlexSyncConfig(plex_url=emu.url, plex_token=emu.token, **settings), paths)
-        made.append(sync)
-        return sync
-
-    yield make
-    for sync in made:
-        sync.close()
 
 
 def scene(scene_id=1, *files, **fields):

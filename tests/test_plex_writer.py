@@ -9,18 +9,10 @@ import pytest
 from common.errors import PlexAuthError, PlexBadRequest, PlexUnavailable
 from plex.client import connect, load_device_id, plex_errors
 from plex.sync import Outcome, PlexSync
-from tests.emulators.plex import PlexEmulator
 from validation.config import PlexSyncConfig
 from validation.scene import SceneData
 
 FILE = "/data/stash/studio/scene one.mp4"
-
-
-@pytest.fixture
-def emu():
-    emulator = PlexEmulator().start()
-    yield emulator
-    emulator.stop()
 
 
 @pytest.fixture
@@ -31,20 +23,6 @@ def section(emu):
 def config(emu, **settings):
     settings.setdefault("plex_token", emu.token)
     return PlexSyncConfig(plex_url=emu.url, **settings)
-
-
-@pytest.fixture
-def make_sync(emu, paths):
-    made = []
-
-    def make(**settings):
-        sync = PlexSync(config(emu, **settings), paths)
-        made.append(sync)
-        return sync
-
-    yield make
-    for sync in made:
-        sync.close()
 
 
 def scene(scene_id=1, files=(FILE,), **fields):

@@ -53,11 +53,7 @@ class SpawnWatch:
 
 
 def _scenes(env, n):
-    scenes = {}
-    for i in range(1, n + 1):
-        sid, rk = env.scene_with_item(i)
-        scenes[sid] = rk
-    env.runner.data_dir.mkdir(parents=True, exist_ok=True)
+    scenes = env.scenes_with_items(n)
     # What the first save of a session leaves behind: hooks then never ask Stash.
     ConfigState(str(env.runner.data_dir / "config_state.json")).write(enabled=True)
     return scenes

@@ -16,12 +16,7 @@ IDLE = {"ready": 0, "waiting_retry": 0, "in_progress": 0, "next_retry_at": None}
 
 
 def _scenes(env, n, **fields):
-    scenes = {}
-    for i in range(1, n + 1):
-        sid, rk = env.scene_with_item(i, **fields)
-        scenes[sid] = rk
-    env.runner.data_dir.mkdir(parents=True, exist_ok=True)
-    return scenes
+    return env.scenes_with_items(n, **fields)
 
 
 def _attempts(env):
@@ -80,15 +75,20 @@ def test_stash_restarting_mid_drain_keeps_every_job_and_its_retries(env, tmp_pat
     assert env.dlq() == [] and not _stale(env, scenes) and env.stats() == IDLE
 
 
-def test_session_cookie_expiring_mid_drain_with_api_key(env, tmp_path):
-    """Stash has an API key: the worker carries on with it once the cookie expires."""
+def _expire_cookie_mid_drain(env, tmp_path):
+    """150 changed scenes; a worker starts draining them, then Stash's sessions expire."""
     scenes = _scenes(env, 150)
     _change(env, scenes, "long drain")
     env.plex.latency = 0.005
-    drainers = Drainers(env.runner, tmp_path / "batches.log")
-    worker = drainers.start("worker")
+    worker = Drainers(env.runner, tmp_path / "batches.log").start("worker")
     wait_until(lambda: _synced(env) >= 2, 60, 0.01, "the drain to start")
     env.stash.expire_sessions()
+    return scenes, worker
+
+
+def test_session_cookie_expiring_mid_drain_with_api_key(env, tmp_path):
+    """Stash has an API key: the worker carries on with it once the cookie expires."""
+    scenes, worker = _expire_cookie_mid_drain(env, tmp_path)
     worker.wait(120)
     record("stash: cookie expires mid-drain (API key set)", jobs=len(scenes),
            synced_without_a_new_hook=len(scenes) - len(_stale(env, scenes)), dlq=len(env.dlq()))
@@ -98,13 +98,7 @@ def test_session_cookie_expiring_mid_drain_with_api_key(env, tmp_path):
 def test_session_cookie_expiring_mid_drain_without_api_key(env, tmp_path):
     """No API key: jobs wait, untouched, for the next save's fresh cookie."""
     env.stash.api_key = None
-    scenes = _scenes(env, 150)
-    _change(env, scenes, "long drain")
-    env.plex.latency = 0.005
-    drainers = Drainers(env.runner, tmp_path / "batches.log")
-    worker = drainers.start("worker")
-    wait_until(lambda: _synced(env) >= 2, 60, 0.01, "the drain to start")
-    env.stash.expire_sessions()
+    scenes, worker = _expire_cookie_mid_drain(env, tmp_path)
     _until_worker_gives_up(env, worker)
     attempts = _attempts(env)
     assert attempts and set(attempts) == {0}

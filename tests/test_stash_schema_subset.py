@@ -50,19 +50,23 @@ def _required(value) -> bool:
     return isinstance(value.type, GraphQLNonNull) and value.default_value is Undefined
 
 
+def _compare_one(label: str, sub, real, errors: List[str]) -> None:
+    """The type and deprecation of one field or argument against Stash's."""
+    if str(sub.type) != str(real.type):
+        errors.append(f"{label} is {sub.type} here but {real.type} in Stash")
+    if sub.deprecation_reason != real.deprecation_reason:
+        errors.append(f"{label} deprecation {sub.deprecation_reason!r} != Stash {real.deprecation_reason!r}")
+
+
 def _compare_values(where: str, sub_map, real_map, errors: List[str], what: str) -> None:
     for name, sub in sub_map.items():
         real = real_map.get(name)
         if real is None:
             errors.append(f"{where}: {what} {name!r} does not exist in Stash")
             continue
-        if str(sub.type) != str(real.type):
-            errors.append(f"{where}: {what} {name!r} is {sub.type} here but {real.type} in Stash")
+        _compare_one(f"{where}: {what} {name!r}", sub, real, errors)
         if sub.default_value != real.default_value:
             errors.append(f"{where}: {what} {name!r} default {sub.default_value!r} != Stash {real.default_value!r}")
-        if sub.deprecation_reason != real.deprecation_reason:
-            errors.append(f"{where}: {what} {name!r} deprecation {sub.deprecation_reason!r} "
-                          f"!= Stash {real.deprecation_reason!r}")
     for name, real in real_map.items():
         if name not in sub_map and _required(real):
             errors.append(f"{where}: required {what} {name!r} ({real.type}) is missing")
@@ -95,11 +99,7 @@ def subset_errors(sub: GraphQLSchema, real: GraphQLSchema) -> List[str]:
                 if rf is None:
                     errors.append(f"{name}.{fname} does not exist in Stash")
                     continue
-                if str(sf.type) != str(rf.type):
-                    errors.append(f"{name}.{fname} is {sf.type} here but {rf.type} in Stash")
-                if sf.deprecation_reason != rf.deprecation_reason:
-                    errors.append(f"{name}.{fname} deprecation {sf.deprecation_reason!r} "
-                                  f"!= Stash {rf.deprecation_reason!r}")
+                _compare_one(f"{name}.{fname}", sf, rf, errors)
                 _compare_values(f"{name}.{fname}", sf.args, rf.args, errors, "argument")
         elif isinstance(st, GraphQLInputObjectType):
             _compare_values(name, st.fields, rt.fields, errors, "input field")
