@@ -16,6 +16,17 @@ import sys
 import time
 from urllib.parse import urlsplit
 
+from common import log as plog
+from common.deps import MissingDependency, ensure
+from common.errors import ConfigError, StashUnavailable
+from common.locking import FileLock
+from common.log import register_secret
+from common.paths import DataPaths
+from worker.stash import fetch_plugin_settings
+
+# Modules that import third-party packages (persist-queue, pydantic, plexapi)
+# are imported inside the commands, after ensure() has installed them.
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_NOTHING, EXIT_BUSY = 0, 1, 2, 3, 4
@@ -55,10 +66,6 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if os.name == "posix":
         os.umask(0o077)
-    from common import log as plog
-    from common.deps import MissingDependency, ensure
-    from common.paths import DataPaths
-
     # Under a progress bar, a line per scene would garble it: warnings and errors only.
     plog.setup(level=logging.WARNING if sys.stdout.isatty() else logging.INFO, plain=True)
     try:
@@ -89,9 +96,9 @@ def stats(paths, as_json: bool) -> int:
 
 
 def dlq_command(paths, args) -> int:
-    from common.defaults import setting_default
     from sync_queue.dlq import DeadLetterQueue
     from sync_queue.queue import open_queue
+    from validation.config import setting_default
 
     dlq = DeadLetterQueue(paths.dlq_db)
     if args.dlq_list:
@@ -134,8 +141,6 @@ def _stash_connection(url: str):
 
 
 def load_cli_config(args):
-    from common.errors import StashUnavailable
-    from common.stash import fetch_plugin_settings
     from validation.config import PLUGIN_ID, load_config
 
     settings = {}
@@ -154,23 +159,14 @@ def load_cli_config(args):
 
 
 def process(paths, args) -> int:
-    from common.errors import ConfigError
-    from common.locking import FileLock
-    from common.log import register_secret
     from sync_queue.queue import open_queue
     from worker.context import build_context
     from worker.drainer import Drainer
 
     register_secret(args.plex_token)
     register_secret(args.stash_api_key)
-    for name in ("worker_lock", "drain_lock", "task_lock"):
-        lock = FileLock(getattr(paths, name))
-        if lock.is_locked_elsewhere():
-            pid = lock.holder_pid()
-            print(f"A PlexSync worker is already processing the queue{f' (pid {pid})' if pid else ''}; "
-                  "let it finish (see --stats-only) and run this again if the queue stays stalled.",
-                  file=sys.stderr)
-            return EXIT_BUSY
+    if _busy(paths):
+        return EXIT_BUSY
     queue = open_queue(paths)
     stats = queue.stats()
     queue.close()
@@ -197,6 +193,24 @@ def process(paths, args) -> int:
     finally:
         ctx.close()
     bar.close()
+    return _report(total, args)
+
+
+def _busy(paths) -> bool:
+    """Another process holds a worker, drain or task lock (says so on stderr)."""
+    for name in ("worker_lock", "drain_lock", "task_lock"):
+        lock = FileLock(getattr(paths, name))
+        if lock.is_locked_elsewhere():
+            pid = lock.holder_pid()
+            print(f"A PlexSync worker is already processing the queue{f' (pid {pid})' if pid else ''}; "
+                  "let it finish (see --stats-only) and run this again if the queue stays stalled.",
+                  file=sys.stderr)
+            return True
+    return False
+
+
+def _report(total, args) -> int:
+    """Print a run's summary; the exit code for it."""
     c = total.counts
     waiting = c.get("retrying", 0) + c.get("postponed", 0)
     print(f"Done: {c.get('synced', 0)} synced, {c.get('unchanged', 0)} unchanged, {c.get('not_found', 0)} not found, "

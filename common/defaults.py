@@ -1,8 +1,8 @@
 """Every fixed number PlexSync runs with, one documented constant each.
 
 User settings and their defaults are the fields of
-``validation.config.PlexSyncConfig`` (read them with ``setting_default``);
-everything here is not a setting. Standard library only: the hook imports it.
+``validation.config.PlexSyncConfig`` (read one with
+``validation.config.setting_default``); nothing here is a setting. Standard library only: the hook imports it.
 """
 
 # -- the job loop (worker.drainer) -------------------------------------------------
@@ -38,9 +38,3 @@ TIMESTAMP_FLUSH = 5.0     # s between writes of sync_timestamps.json during a dr
 # -- SQLite -------------------------------------------------------------------------------
 SQLITE_BUSY_TIMEOUT = 30.0  # s a connection waits for another process's write lock
 
-
-def setting_default(name: str):
-    """The default of the user setting ``name`` (the settings model is the one place)."""
-    from validation.config import PlexSyncConfig  # pydantic: too costly for the hook, which never calls this
-
-    return PlexSyncConfig.model_fields[name].default

@@ -74,7 +74,7 @@ def handle(payload: Dict[str, Any], paths) -> Tuple[Any, Optional[str]]:
         log.debug("[PlexSync Hook] Scene %s: no synced field changed, nothing to do", hook.get("id"))
         return "no synced field changed", None
 
-    from sync_queue.state import ConfigState
+    from sync_queue.state import ConfigState  # here: a save that changed no synced field stops above
 
     conn = payload.get("server_connection") or {}
     if not ConfigState(paths.config_state).usable():
@@ -86,7 +86,7 @@ def handle(payload: Dict[str, Any], paths) -> Tuple[Any, Optional[str]]:
             return verdict
         started += time.perf_counter() - checked
 
-    from sync_queue.queue import make_job, open_queue
+    from sync_queue.queue import make_job, open_queue  # persist-queue: only for events that queue a job
     from worker.launch import ensure_worker
 
     queue = open_queue(paths)
@@ -110,10 +110,11 @@ def _check_config(conn: Dict[str, Any], paths) -> Optional[Tuple[Any, Optional[s
     Returns a result to give Stash when the event must not be queued, or
     None to go on and queue it.
     """
+    # pydantic and the settings query cost ~0.3 s: only on this rare path.
     from common.errors import ConfigError, StashUnavailable
-    from common.stash import fetch_plugin_settings
     from sync_queue.state import ConfigState
     from validation.config import PLUGIN_ID, load_config
+    from worker.stash import fetch_plugin_settings
 
     state = ConfigState(paths.ensure().config_state)
     try:

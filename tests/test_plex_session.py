@@ -59,7 +59,7 @@ def test_pinned_settings_equal_what_requests_reads_per_request(clean_env, env, u
     assert pinned["verify"] == expected["verify"]
 
 
-# -- the Stash session (common.stash.StashClient) is pinned the same way ------------
+# -- the Stash session (worker.stash.StashClient) is pinned the same way ------------
 
 DEAD_PROXY = "http://127.0.0.1:9"  # discard port: nothing listens, a proxied request fails at once
 
@@ -73,7 +73,7 @@ def stash():
 
 
 def _stash_client(stash):
-    from common.stash import StashClient
+    from worker.stash import StashClient
 
     return StashClient(stash.server_connection(), timeout=5)
 

@@ -23,7 +23,7 @@ from tests.e2e import PLEX_TOKEN, STASH_API_KEY, Env, env  # noqa: F401
 from tests.emulators.stash import tiny_jpeg
 from tests.reliability import record, wait_until
 from tests.runner import scene_update
-from common.stash import StashClient
+from worker.stash import StashClient
 
 WRONG_TOKEN = "wrong-token-5f2a9c7e1b"
 

@@ -127,3 +127,9 @@ def format_validation_error(exc: ValidationError) -> str:
             message = message[len("Value error, "):]
         parts.append(f"{field}: {message}")
     return "; ".join(parts)
+
+
+# -- struct: one place for setting defaults --------------------------------------
+def setting_default(name: str):
+    """The default of the user setting ``name`` (the model's field is the one place)."""
+    return PlexSyncConfig.model_fields[name].default

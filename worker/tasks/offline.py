@@ -2,7 +2,7 @@
 
 import logging
 
-from common.defaults import setting_default
+from validation.config import setting_default
 from common.errors import ConfigError, StashUnavailable
 from sync_queue.dlq import DeadLetterQueue
 from worker.context import read_config
