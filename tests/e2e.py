@@ -65,6 +65,14 @@ class Env:
         finally:
             q.close()
 
+    def postpone_retries(self, seconds: float) -> int:
+        """Fake a longer wait: every waiting retry becomes due ``seconds`` later."""
+        q = self.queue()
+        try:
+            return q.shift_due(-seconds)
+        finally:
+            q.close()
+
     def stats(self):
         from sync_queue.queue import JobQueue
 
