@@ -74,7 +74,7 @@ def handle(payload: Dict[str, Any], paths) -> Tuple[Any, Optional[str]]:
         log.debug("[PlexSync Hook] Scene %s: no synced field changed, nothing to do", hook.get("id"))
         return "no synced field changed", None
 
-    from sync_queue.state import ConfigState  # here: a save that changed no synced field stops above
+    from common.state import ConfigState  # here: a save that changed no synced field stops above
 
     conn = payload.get("server_connection") or {}
     if not ConfigState(paths.config_state).usable():
@@ -112,7 +112,7 @@ def _check_config(conn: Dict[str, Any], paths) -> Optional[Tuple[Any, Optional[s
     """
     # pydantic and the settings query cost ~0.3 s: only on this rare path.
     from common.errors import ConfigError, StashUnavailable
-    from sync_queue.state import ConfigState
+    from common.state import ConfigState
     from validation.config import PLUGIN_ID, load_config
     from worker.stash import fetch_plugin_settings
 

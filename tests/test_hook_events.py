@@ -42,7 +42,7 @@ def test_slow_handler_warns(paths, caplog, monkeypatch):
 
     import hooks.handler as handler
     from common.locking import FileLock
-    from sync_queue.state import ConfigState
+    from common.state import ConfigState
 
     ConfigState(paths.config_state).write(enabled=True)
     worker = FileLock(paths.worker_lock)

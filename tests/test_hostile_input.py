@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 import PlexSync
 from common.errors import ConfigError, InvalidSceneData
 from common.locking import FileLock
+from common.state import ConfigState
 from plex.writer import plan_edits
 from sync_queue.dlq import DeadLetterQueue
 from sync_queue.queue import make_job
-from sync_queue.state import ConfigState
 from tests.e2e import env  # noqa: F401
 from tests.reliability import long_run, queue_rows, record, wait_until
 from tests.runner import scene_update

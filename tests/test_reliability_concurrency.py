@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from sync_queue.state import ConfigState
+from common.state import ConfigState
 from tests.e2e import Env, env  # noqa: F401
 from tests.reliability import Drainers, long_run, record, wait_until, worker_pids
 from tests.runner import scene_update

@@ -6,10 +6,10 @@ from typing import Any, Dict, Optional
 
 from common.errors import ConfigError
 from common.log import register_secret
+from common.state import ConfigState, SyncTimestamps
 from plex.sync import PlexSync
 from sync_queue.dlq import DeadLetterQueue
 from sync_queue.queue import JobQueue, open_queue
-from sync_queue.state import ConfigState, SyncTimestamps
 from validation.config import PLUGIN_ID, PlexSyncConfig, load_config
 from worker.breaker import CircuitBreaker
 from worker.stash import StashClient, fetch_plugin_settings, session_cookie, stash_url

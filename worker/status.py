@@ -7,9 +7,9 @@ needs neither Plex nor valid settings.
 from datetime import datetime
 from typing import Any, Dict, Optional
 
+from common.state import SyncTimestamps
 from sync_queue.dlq import DeadLetterQueue
 from sync_queue.queue import open_queue
-from sync_queue.state import SyncTimestamps
 from worker.breaker import CircuitBreaker
 from worker.launch import worker_running
 

@@ -1,4 +1,4 @@
-"""Small pieces of state shared by the hook, the worker and the tasks."""
+"""Small state files shared by the hook, the worker and the tasks (not queue state)."""
 
 import time
 from typing import Any, Dict, Optional
