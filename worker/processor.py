@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List
 
 from common.errors import (
-    ConfigError, PermanentError, PlexNotFound, PlexSyncError, PlexUnavailable, SceneDeleted,
+    ConfigError, NotInPlexLibrary, PermanentError, PlexNotFound, PlexSyncError, PlexUnavailable, SceneDeleted,
     SceneHasNoFile, StashUnavailable, TransientError,
 )
 from validation.scene import SceneData, scene_from_stash
@@ -193,7 +193,12 @@ class Processor:
                 self._done(raw, result, "synced" if status == "synced" else "unchanged")
                 plex_ok = True
                 continue
-            if isinstance(outcome, PlexNotFound):
+            if isinstance(outcome, NotInPlexLibrary):
+                # Reported once, settled without a timestamp: the next save or Sync All tries again.
+                log.warning("[PlexSync Worker] Scene %s: %s; not retried", scene.id, outcome)
+                self._done(raw, result, "not_in_library")
+                plex_ok = True
+            elif isinstance(outcome, PlexNotFound):
                 plex_ok = True  # Plex answered; the file just is not there yet
                 if int(raw["data"].get("attempts", 0)) == 0:
                     self._request_scan(scene)
