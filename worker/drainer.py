@@ -213,6 +213,6 @@ def _pid() -> int:
 
 
 def _summary(counts) -> str:
-    order = ("synced", "unchanged", "not_found", "retrying", "failed", "deleted", "postponed")
+    order = ("synced", "unchanged", "not_found", "not_in_library", "retrying", "failed", "deleted", "postponed")
     return ", ".join(f"{counts.get(k, 0)} {k.replace('_', ' ')}" for k in order if counts.get(k))
 

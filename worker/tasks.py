@@ -117,10 +117,18 @@ def _sync_listed(ctx, paths, conn, drainer, updated_after, label, cutoff) -> Tup
                f"{counts.get('not_found', 0)} not found, {counts.get('failed', 0) + invalid} failed")
     if no_file:
         summary += f", {no_file} without a file"
+    summary += _not_in_library_note(counts)  # matcher: partial libraries
     summary += _waiting_note(ctx, paths, conn)
     log.info("[PlexSync] %s", summary)
     plog.progress(1.0)
     return summary, error
+
+
+# -- matcher: partial libraries ---------------------------------------------
+def _not_in_library_note(counts) -> str:
+    n = counts.get("not_in_library", 0)
+    return f", {n} not in any Plex library" if n else ""
+# -- end matcher ----------------------------------------------------------------
 
 
 def sync_recent(ctx, paths, conn):
@@ -157,6 +165,7 @@ def process_queue(ctx, paths, conn):
     counts = result.counts
     msg = (f"Queue processed: {counts.get('synced', 0)} synced, {counts.get('unchanged', 0)} unchanged, "
            f"{counts.get('not_found', 0)} not found, {counts.get('failed', 0)} failed")
+    msg += _not_in_library_note(counts)  # matcher: partial libraries
     msg += _waiting_note(ctx, paths, conn)
     log.info("[PlexSync] %s", msg)
     plog.progress(1.0)
