@@ -34,6 +34,7 @@ from plex.store import MatchStore, Row
 log = logging.getLogger(f"plexsync.{__name__}")
 
 PAGE_SIZE = 500
+CHECK_LIMIT = 50  # candidates checked against Plex in one request
 # Overlap of the changes listing, in seconds: Plex's updatedAt has whole
 # seconds and ``>>=`` is strict, so an item changed in the same second as the
 # newest one seen last time is listed again rather than missed.
@@ -168,6 +169,8 @@ class Matcher:
         Without this, a duplicate the user deleted in Plex would keep the
         match ambiguous forever.
         """
+        if len(candidates) > CHECK_LIMIT:
+            return candidates  # ambiguous whichever of them are stale
         kept = self._holding(self._items([rk for rk, _ in candidates]), key, base)
         for rk, _ in candidates:
             if rk not in {k for k, _ in kept}:
