@@ -536,6 +536,9 @@ def test_a_folder_added_to_the_library_is_seen_in_the_next_batch(emu, make_sync)
     with pytest.raises(NotInPlexLibrary):
         sync.matcher.match_file("/data/other/two.mp4")
     emu.add_location(section, "/data/other")
+    sync.matcher.begin_batch()
+    with pytest.raises(PlexNotFound):  # covered now: wait for Plex to import it
+        sync.matcher.match_file("/data/other/two.mp4")
     rk = emu.add_item(section, "Two", ["/data/other/two.mp4"])
     result = sync.sync_batch([scene(2, "/data/other/two.mp4", title="Now In Plex")], lambda s: None)
     assert isinstance(result[2], Outcome) and result[2].items == [rk]
