@@ -38,10 +38,18 @@ def synced_scene(env, n: int):
 
 
 def test_rename_with_a_kept_rating_key_lands_with_a_live_worker(env):
+    # Plex already holds the scene's values: the first sync writes nothing, so the
+    # item's updatedAt stays older than what the index has seen (the newer item),
+    # and only the scene's own earlier match can find it after the rename.
+    rk = env.plex.add_item(env.section, "Kept", ["/data/stash/kept.mp4"], updatedAt=1_700_000_000)
+    env.plex.add_item(env.section, "Newer", ["/data/stash/newer.mp4"], updatedAt=1_700_000_100)
+    sid = env.stash.add_scene(title="Kept", files=["/data/stash/kept.mp4"], screenshot=None)
     pid = live_worker(env)
-    sid, rk = synced_scene(env, 1)
-    new_path = "/data/stash/moved/scene-one-final.mp4"
-    env.plex.move_file("/data/stash/scene_1.mp4", new_path)  # Plex scanned first: same item, new Part
+    env.hook(sid, scene_update(sid, title="Kept"))
+    wait_for(lambda: f"Scene {sid} already up to date in Plex ({rk})" in env.runner.worker_log(), 30,
+             message="the first sync")
+    new_path = "/data/stash/moved/kept-final.mp4"
+    env.plex.move_file("/data/stash/kept.mp4", new_path)  # Plex scanned first: same item, new Part
     env.stash.update_scene(sid, files=[new_path], title="After The Rename")
     env.hook(sid, scan_update(sid))
     wait_for(lambda: env.plex.item(rk)["title"] == "After The Rename", 20, message="the renamed file's sync")
