@@ -8,6 +8,7 @@ Stash launches it.
 """
 
 import pytest
+from plexapi.server import PlexServer
 
 from tests.e2e import Env, env, wait_for  # noqa: F401
 from tests.runner import scan_update, scene_update
@@ -143,8 +144,6 @@ def test_missing_match_plex_scans_the_file_then_retry_failed_jobs(env):
     env.settle()
     # "Check that the library's folders include the file's folder": the user scans it.
     env.plex.stage_file(env.section, path, title="new")
-    env.plex.scans.clear()
-    from plexapi.server import PlexServer
     PlexServer(env.plex.url, env.plex.token).library.section("Stash").update(path="/data/stash/late")
     rk = env.plex.find_by_file(path)
     assert rk is not None
@@ -167,6 +166,7 @@ def test_partial_library_reports_uncovered_files_once_then_syncs_them_when_cover
     assert ", 2 not in any Plex library" in first.output
     reported = [m for m in first.messages() if NOT_IN_LIBRARY in m]
     assert len(reported) == 2 and all("not retried" in m for m in reported), reported
+    assert all(any(f"Scene {sid}: " in m for m in reported) for sid in outside), reported
     assert env.dlq() == [] and env.stats()["waiting_retry"] == 0
     assert not any(r.path.endswith("/refresh") for r in env.plex.requests)  # no scan asked for
     env.settle()
