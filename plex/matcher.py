@@ -62,6 +62,7 @@ class Matcher:
         self._locations: Optional[Dict[int, List[str]]] = None
         self._locations_fresh = False
         self._changes_listed = False
+        self._remembered: Dict[int, List[Tuple[int, int]]] = {}  # written by flush()
         self._refreshed = False
         self.scope = ",".join(sorted(name.casefold() for name in config.libraries)) or "*"
 
@@ -69,7 +70,14 @@ class Matcher:
 
     def begin_batch(self) -> None:
         """A new batch: Plex's changes and library folders may be read again (once each)."""
+        self.flush()
         self._locations_fresh = self._changes_listed = False
+
+    def flush(self) -> None:
+        """Store which items the scenes matched, in one transaction (a hint: losing it is harmless)."""
+        if self._remembered:
+            pending, self._remembered = self._remembered, {}
+            self.store.remember_scenes(pending)
 
     def match(self, scene) -> List[FileMatch]:
         """Every Plex item of the scene's files (files Plex lacks are skipped
@@ -90,7 +98,7 @@ class Matcher:
             raise next((e for e in missing if isinstance(e, PlexNotFound)), missing[0])
         for exc in missing:
             log.info("[PlexSync Matcher] scene %s: %s; syncing its other files", scene.id, exc)
-        self.store.remember_scene(scene.id, [(m.rating_key, m.section_id) for m in found.values()])
+        self._remembered[scene.id] = [(m.rating_key, m.section_id) for m in found.values()]
         return list(found.values())
 
     def match_file(self, file: str, scene_id: Optional[int] = None) -> FileMatch:
@@ -112,6 +120,7 @@ class Matcher:
     def forget(self, rating_key: int) -> None:
         """Drop a ratingKey Plex no longer has, so the next lookup finds the new one."""
         log.debug("[PlexSync Matcher] dropping stale rating key %s", rating_key)
+        self.flush()
         self.store.forget(rating_key)
 
     def request_scan(self, file_path: str) -> bool:
@@ -179,7 +188,9 @@ class Matcher:
 
     def _moved(self, scene_id: Optional[int], key: str, base: str) -> List[Tuple[int, int]]:
         """The scene's earlier items, if Plex kept one under the file's new name."""
-        known = self.store.scene_items(scene_id) if scene_id is not None else []
+        if scene_id is None:
+            return []
+        known = self._remembered.get(scene_id) or self.store.scene_items(scene_id)
         if not known:
             return []
         return self._holding(self._items([rk for rk, _ in known]), key, base)

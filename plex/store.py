@@ -23,7 +23,7 @@ import sqlite3
 import time
 import uuid
 from pathlib import Path
-from typing import Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from common.locking import FileLock
 
@@ -116,14 +116,20 @@ class MatchStore:
         )
         return [tuple(r) for r in rows]
 
-    def remember_scene(self, scene_id: int, items: Iterable[Tuple[int, int]]) -> None:
-        """Record the items ``scene_id`` matched (written only when they changed)."""
-        items = sorted(set(items))
-        if items == self.scene_items(scene_id):
+    def remember_scenes(self, items_by_scene: Dict[int, Iterable[Tuple[int, int]]]) -> None:
+        """Record the items each scene matched, in one transaction for those that changed."""
+        changed = {}
+        for scene_id, items in items_by_scene.items():
+            items = sorted(set(items))
+            if items != self.scene_items(scene_id):
+                changed[scene_id] = items
+        if not changed:
             return
         with self._transaction():
-            self._db.execute("DELETE FROM scene_items WHERE scene_id = ?", (scene_id,))
-            self._db.executemany("INSERT INTO scene_items VALUES (?, ?, ?)", [(scene_id, rk, s) for rk, s in items])
+            for scene_id, items in changed.items():
+                self._db.execute("DELETE FROM scene_items WHERE scene_id = ?", (scene_id,))
+                self._db.executemany("INSERT INTO scene_items VALUES (?, ?, ?)",
+                                     [(scene_id, rk, s) for rk, s in items])
 
     def forget(self, rating_key: int) -> None:
         """Drop a ratingKey Plex no longer knows (deleted or re-added item)."""

@@ -109,6 +109,7 @@ class PlexSync:
                 outage = results[scene.id] = exc
             except PlexSyncError as exc:
                 results[scene.id] = exc
+        self.matcher.flush()  # matcher: one write for the scenes' matched items
         return results
 
     def request_scan(self, scene) -> bool:
@@ -128,6 +129,8 @@ class PlexSync:
         return requested
 
     def close(self) -> None:
+        if self._matcher is not None:
+            self._matcher.flush()  # matcher
         if self._store is not None:
             self._store.close()
             self._store = self._matcher = None
