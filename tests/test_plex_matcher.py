@@ -574,3 +574,16 @@ def test_an_item_moved_to_another_library_is_matched_again(emu, make_sync):
     assert isinstance(result[1], Outcome) and result[1].items == [new]
     edits = [r for r in emu.requests if r.method == "PUT" and r.path.endswith("/all")]
     assert [r.path for r in edits] == [f"/library/sections/{two}/all"]
+
+
+def test_a_scenes_items_outlive_the_run(emu, make_sync):
+    section = emu.add_section("Stash")
+    rk = emu.add_item(section, "One", ["/data/stash/one.mp4"])
+    first = make_sync()
+    first.matcher.match(scene(7, "/data/stash/one.mp4"))
+    first.close()
+    emu.move_file("/data/stash/one.mp4", "/data/stash/renamed.mp4")
+    emu.clear_requests()
+    again = make_sync()
+    assert [m.rating_key for m in again.matcher.match(scene(7, "/data/stash/renamed.mp4"))] == [rk]
+    assert listings(emu) == 0 and emu.count("GET", "/library/metadata/") == 1
