@@ -36,6 +36,12 @@ class PlexNotFound(TransientError):
     """
 
 
+class NotInPlexLibrary(PlexSyncError):
+    """The file lies outside every folder of the chosen Plex libraries (after
+    path_map): report it once and settle the job. Neither retried nor
+    dead-lettered; the next save or Sync All tries again."""
+
+
 class PermanentError(PlexSyncError):
     """Retrying cannot help; the job goes to the dead-letter queue."""
 

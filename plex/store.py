@@ -3,8 +3,11 @@
 Tables:
   items(path, base, rating_key, section_id)  one row per Plex media part:
       ``path`` is the part's path key, ``base`` its case-folded file name.
-  meta(key, value)                          ``built_at`` (epoch seconds) and
-      ``scope`` (which libraries the index covers).
+  meta(key, value)                          ``built_at`` (epoch seconds),
+      ``scope`` (which libraries the index covers) and ``changes_since``
+      (the newest Plex ``updatedAt`` the index has seen, Plex's clock).
+  scene_items(scene_id, rating_key, section_id)  the items a scene last
+      matched: a renamed file whose item Plex kept is found through them.
   posters(rating_key, sha1, uploaded_at)    the last image PlexSync uploaded.
 
 A rebuild fills ``items_build`` page by page (small transactions, so memory
@@ -20,7 +23,7 @@ import sqlite3
 import time
 import uuid
 from pathlib import Path
-from typing import Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from common.locking import FileLock
 
@@ -31,6 +34,9 @@ _ITEMS = """CREATE TABLE {name} (path TEXT NOT NULL, base TEXT NOT NULL,
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS scene_items (
+    scene_id INTEGER NOT NULL, rating_key INTEGER NOT NULL, section_id INTEGER NOT NULL,
+    PRIMARY KEY (scene_id, rating_key));
 CREATE TABLE IF NOT EXISTS posters (
     rating_key INTEGER PRIMARY KEY, sha1 TEXT NOT NULL, uploaded_at REAL NOT NULL);
 """
@@ -68,6 +74,15 @@ class MatchStore:
             return None
         return float(meta["built_at"])
 
+    def changes_since(self) -> int:
+        """The newest Plex ``updatedAt`` already in the index (0: unknown)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'changes_since'").fetchone()
+        return int(float(row[0])) if row else 0
+
+    def set_changes_since(self, updated_at: int) -> None:
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('changes_since', ?)", (str(int(updated_at)),))
+
     # -- lookups ------------------------------------------------------------
 
     def by_path(self, key: str) -> List[Tuple[int, int]]:
@@ -95,10 +110,32 @@ class MatchStore:
                 self._db.execute("DELETE FROM items WHERE rating_key = ?", (rk,))
             self._db.executemany("INSERT INTO items VALUES (?, ?, ?, ?)", rows)
 
+    def scene_items(self, scene_id: int) -> List[Tuple[int, int]]:
+        rows = self._db.execute(
+            "SELECT rating_key, section_id FROM scene_items WHERE scene_id = ? ORDER BY rating_key", (scene_id,)
+        )
+        return [tuple(r) for r in rows]
+
+    def remember_scenes(self, items_by_scene: Dict[int, Iterable[Tuple[int, int]]]) -> None:
+        """Record the items each scene matched, in one transaction for those that changed."""
+        changed = {}
+        for scene_id, items in items_by_scene.items():
+            items = sorted(set(items))
+            if items != self.scene_items(scene_id):
+                changed[scene_id] = items
+        if not changed:
+            return
+        with self._transaction():
+            for scene_id, items in changed.items():
+                self._db.execute("DELETE FROM scene_items WHERE scene_id = ?", (scene_id,))
+                self._db.executemany("INSERT INTO scene_items VALUES (?, ?, ?)",
+                                     [(scene_id, rk, s) for rk, s in items])
+
     def forget(self, rating_key: int) -> None:
         """Drop a ratingKey Plex no longer knows (deleted or re-added item)."""
         with self._transaction():
             self._db.execute("DELETE FROM items WHERE rating_key = ?", (rating_key,))
+            self._db.execute("DELETE FROM scene_items WHERE rating_key = ?", (rating_key,))
             self._db.execute("DELETE FROM posters WHERE rating_key = ?", (rating_key,))
 
     # -- rebuild ------------------------------------------------------------
@@ -115,7 +152,7 @@ class MatchStore:
         with self._transaction():
             self._db.executemany("INSERT INTO items_build VALUES (?, ?, ?, ?)", rows)
 
-    def finish_rebuild(self, scope: str, built_at: Optional[float] = None) -> None:
+    def finish_rebuild(self, scope: str, built_at: Optional[float] = None, changes_since: int = 0) -> None:
         """Index the new rows, then swap them in atomically."""
         try:
             self._create_indexes("items_build")
@@ -124,7 +161,8 @@ class MatchStore:
                 self._db.execute("ALTER TABLE items_build RENAME TO items")
                 self._db.executemany(
                     "INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                    [("built_at", repr(built_at if built_at is not None else time.time())), ("scope", scope)],
+                    [("built_at", repr(built_at if built_at is not None else time.time())), ("scope", scope),
+                     ("changes_since", str(int(changes_since)))],
                 )
         finally:
             self._lock.release()

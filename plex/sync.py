@@ -90,6 +90,7 @@ class PlexSync:
         """
         results: Dict[int, Result] = {}
         matches: Dict[int, List[FileMatch]] = {}
+        self.matcher.begin_batch()  # matcher: Plex's changes are read at most once per batch
         for scene in scenes:
             self._match(scene, matches, results)
         items = self._fetch({m.rating_key for ms in matches.values() for m in ms})
@@ -108,6 +109,7 @@ class PlexSync:
                 outage = results[scene.id] = exc
             except PlexSyncError as exc:
                 results[scene.id] = exc
+        self.matcher.flush()  # matcher: one write for the scenes' matched items
         return results
 
     def request_scan(self, scene) -> bool:
@@ -127,6 +129,8 @@ class PlexSync:
         return requested
 
     def close(self) -> None:
+        if self._matcher is not None:
+            self._matcher.flush()  # matcher
         if self._store is not None:
             self._store.close()
             self._store = self._matcher = None
@@ -201,8 +205,8 @@ class PlexSync:
         edited = uploaded = False
         locked = {}
         for match, item in pairs:
-            if item.librarySectionID is None:
-                item.librarySectionID = match.section_id
+            # matcher: edit through the library the item was matched in (_holds checked it is still there)
+            item.librarySectionID = match.section_id
             current = snapshot(item)
             locked[match.rating_key] = current["locked"]
             edits = plan_edits(scene, current, self.config.preserve_plex_edits)
@@ -226,8 +230,12 @@ class PlexSync:
 
 
 def _holds(item, match: FileMatch) -> bool:
-    """Whether the fetched item still has the matched file (by name: mounts differ)."""
+    """Whether the fetched item still has the matched file (by name: mounts differ),
+    in the library where it was matched."""
     if item is None:
+        return False
+    # matcher: an item moved to another library is matched again, never edited there
+    if item.librarySectionID is not None and int(item.librarySectionID) != match.section_id:
         return False
     name = basename_key(match.file)
     return any(basename_key(p) == name for p in item.locations if p)

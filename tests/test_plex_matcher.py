@@ -8,7 +8,7 @@ import tracemalloc
 
 import pytest
 
-from common.errors import AmbiguousMatch, ConfigError, PlexNotFound, SceneHasNoFile
+from common.errors import AmbiguousMatch, ConfigError, NotInPlexLibrary, PlexNotFound, SceneHasNoFile
 from common.locking import FileLock
 from plex.pathnorm import basename_key, map_path, parent_folder, path_key
 from plex.sync import Outcome, PlexSync
@@ -37,11 +37,11 @@ def scene(scene_id=1, *files, **fields):
 
 
 def listings(emu):
-    """Full listing pages requested (title searches excluded)."""
+    """Full listing pages requested (title searches and changes listings excluded)."""
     return sum(
         1 for r in emu.requests
         if r.method == "GET" and r.path.startswith("/library/sections/") and r.path.endswith("/all")
-        and "title" not in r.query
+        and "title" not in r.query and "updatedAt>>" not in r.query
     )
 
 
@@ -103,29 +103,96 @@ def test_windows_plex_paths_match_case_insensitively(emu, make_sync):
     assert sync.matcher.match_file("/data/stash/studio/same.mp4").rating_key == wanted
 
 
-def test_title_search_finds_items_added_after_the_index(emu, make_sync):
+def changes_listings(emu):
+    """Listing requests filtered to what changed (``updatedAt>>=``)."""
+    return [r for r in emu.requests if r.path.endswith("/all") and "updatedAt>>" in r.query]
+
+
+def test_new_item_is_found_by_one_changes_listing(emu, make_sync):
     section = emu.add_section("Stash")
-    emu.add_item(section, "Old", ["/data/stash/old.mp4"])
+    emu.add_item(section, "Old", ["/data/stash/old.mp4"], updatedAt=1_700_000_000)
     sync = make_sync()
     sync.matcher.match_file("/data/stash/old.mp4")
-    new = emu.add_item(section, "Brand New Scene", ["/data/stash/new/Brand New Scene.mp4"])
+    # A title unlike the file name: only the file tells which item it is.
+    new = emu.add_item(section, "Plex Title", ["/data/stash/new/qqq-111.mp4"])
     emu.clear_requests()
-    assert sync.matcher.match_file("/data/stash/new/Brand New Scene.mp4").rating_key == new
-    assert listings(emu) == 0 and title_searches(emu) == 1
+    sync.matcher.begin_batch()
+    assert sync.matcher.match_file("/data/stash/new/qqq-111.mp4").rating_key == new
+    changed = changes_listings(emu)
+    assert emu.count() == len(changed) == 1  # one cheap request per miss, never the whole library
+    # Only items changed after the newest one the index saw (less 1 s of overlap).
+    assert changed[0].query["updatedAt>>"] == [str(1_700_000_000 - 1)]
     # The hit went into the index: the next lookup is local.
     emu.clear_requests()
-    assert sync.matcher.match_file("/data/stash/new/Brand New Scene.mp4").rating_key == new
+    sync.matcher.begin_batch()
+    assert sync.matcher.match_file("/data/stash/new/qqq-111.mp4").rating_key == new
     assert emu.count() == 0
 
 
-def test_title_search_ignores_items_with_another_file(emu, make_sync):
+def test_changes_listing_moves_its_watermark(emu, make_sync):
+    section = emu.add_section("Stash")
+    emu.add_item(section, "Old", ["/data/stash/old.mp4"], updatedAt=1_700_000_000)
+    sync = make_sync()
+    sync.matcher.match_file("/data/stash/old.mp4")
+    emu.add_item(section, "New", ["/data/stash/new.mp4"], addedAt=1_700_000_500)
+    sync.matcher.begin_batch()
+    sync.matcher.match_file("/data/stash/new.mp4")
+    emu.clear_requests()
+    sync.matcher.begin_batch()
+    with pytest.raises(PlexNotFound):
+        sync.matcher.match_file("/data/stash/missing.mp4")
+    assert [r.query["updatedAt>>"] for r in changes_listings(emu)] == [[str(1_700_000_500 - 1)]]
+
+
+def test_changes_are_listed_at_most_once_per_batch(emu, make_sync):
+    emu.add_section("Stash")
+    sync = make_sync()
+    with pytest.raises(PlexNotFound):
+        sync.matcher.match_file("/data/stash/a.mp4")
+    sync.matcher.begin_batch()
+    emu.clear_requests()
+    for name in ("b", "c", "d"):
+        with pytest.raises(PlexNotFound):
+            sync.matcher.match_file(f"/data/stash/{name}.mp4")
+    assert len(changes_listings(emu)) == 1
+
+
+def test_changes_listing_ignores_items_with_another_file(emu, make_sync):
     section = emu.add_section("Stash")
     emu.add_item(section, "Old", ["/data/stash/old.mp4"])
     sync = make_sync()
     sync.matcher.match_file("/data/stash/old.mp4")
     emu.add_item(section, "Sunset", ["/data/stash/sunset-other.mp4"])
+    sync.matcher.begin_batch()
     with pytest.raises(PlexNotFound):
         sync.matcher.match_file("/data/stash/sunset.mp4")
+
+
+def test_renamed_file_whose_item_plex_kept_is_found_by_the_scene(emu, make_sync):
+    section = emu.add_section("Stash")
+    rk = emu.add_item(section, "One", ["/data/stash/one.mp4"])
+    sync = make_sync()
+    assert [m.rating_key for m in sync.matcher.match(scene(7, "/data/stash/one.mp4"))] == [rk]
+    emu.move_file("/data/stash/one.mp4", "/data/stash/moved/one-renamed.mp4")
+    emu.clear_requests()
+    sync.matcher.begin_batch()
+    assert [m.rating_key for m in sync.matcher.match(scene(7, "/data/stash/moved/one-renamed.mp4"))] == [rk]
+    assert emu.count("GET", f"/library/metadata/{rk}") == 1
+    assert listings(emu) == 0  # the kept item answered; no listing needed
+    # The old path left the index with the new one.
+    assert sync.store.by_path("/data/stash/one.mp4") == []
+    assert sync.store.by_path("/data/stash/moved/one-renamed.mp4") == [(rk, section)]
+
+
+def test_another_scene_does_not_claim_a_kept_item(emu, make_sync):
+    section = emu.add_section("Stash")
+    rk = emu.add_item(section, "One", ["/data/stash/one.mp4"])
+    sync = make_sync()
+    sync.matcher.match(scene(7, "/data/stash/one.mp4"))
+    sync.matcher.begin_batch()
+    with pytest.raises(PlexNotFound):
+        sync.matcher.match(scene(8, "/data/stash/two.mp4"))
+    assert sync.store.scene_items(7) == [(rk, section)]
 
 
 # -- the index ------------------------------------------------------------------
@@ -177,17 +244,20 @@ def test_index_refreshes_once_per_run_when_a_file_is_missing(emu, make_sync):
     section = emu.add_section("Stash")
     emu.add_item(section, "One", ["/data/stash/one.mp4"])
     make_sync().matcher.match_file("/data/stash/one.mp4")
-    # Titles unlike the file names, so the title search cannot find them.
     two = emu.add_item(section, "Renamed In Plex", ["/data/stash/qqq111.mp4"])
     three = emu.add_item(section, "Also Renamed", ["/data/stash/qqq222.mp4"])
     emu.clear_requests()
     run = make_sync()
     assert run.matcher.match_file("/data/stash/qqq111.mp4").rating_key == two
-    assert listings(emu) == 1
     assert run.matcher.match_file("/data/stash/qqq222.mp4").rating_key == three
+    assert listings(emu) == 0 and len(changes_listings(emu)) == 1  # both new items in one cheap request
     with pytest.raises(PlexNotFound):
         run.matcher.match_file("/data/stash/not-in-plex.mp4")
-    assert listings(emu) == 1  # never a second refresh in one run
+    assert listings(emu) == 1  # the index predates this run: one rebuild
+    run.matcher.begin_batch()
+    with pytest.raises(PlexNotFound):
+        run.matcher.match_file("/data/stash/not-in-plex-either.mp4")
+    assert listings(emu) == 1  # never a second rebuild in one run
 
 
 def test_a_fresh_index_is_not_refreshed_again_in_the_same_run(emu, make_sync):
@@ -338,7 +408,7 @@ def test_configured_libraries_limit_the_index(emu, make_sync):
     sync = make_sync(plex_library=" movies b ")
     assert sync.matcher.match_file("/b/b.mp4").rating_key == rk_b
     assert emu.count("GET", f"/library/sections/{one}/") == 0
-    with pytest.raises(PlexNotFound):
+    with pytest.raises(NotInPlexLibrary):  # only the chosen libraries count
         sync.matcher.match_file("/a/a.mp4")
 
 
@@ -396,3 +466,102 @@ def test_scene_without_files(emu, make_sync):
     assert isinstance(result[5], SceneHasNoFile)
     with pytest.raises(SceneHasNoFile):
         sync.request_scan(scene(5))
+
+
+# -- stale candidates, partial libraries, library moves -------------------------------
+
+
+def test_a_deleted_duplicate_no_longer_makes_the_match_ambiguous(emu, make_sync):
+    section = emu.add_section("Stash", locations=["/plex"])
+    keep = emu.add_item(section, "A dup", ["/plex/one/dup.mp4"])
+    dup = emu.add_item(section, "B dup", ["/plex/two/dup.mp4"])
+    with pytest.raises(AmbiguousMatch):
+        make_sync(strict_matching=True).matcher.match_file("/stash/dup.mp4")
+    emu.delete_item(dup)  # troubleshoot.md: "Remove duplicate items in Plex"
+    emu.clear_requests()
+    again = make_sync(strict_matching=True)
+    assert again.matcher.match_file("/stash/dup.mp4").rating_key == keep
+    assert emu.count("GET", "/library/metadata/") == 1 and listings(emu) == 0
+    assert again.store.by_basename("dup.mp4") == [(keep, section)]
+
+
+def test_a_duplicate_that_now_holds_another_file_is_dropped(emu, make_sync):
+    section = emu.add_section("Stash", locations=["/plex"])
+    keep = emu.add_item(section, "A dup", ["/plex/one/dup.mp4"])
+    emu.add_item(section, "B dup", ["/plex/two/dup.mp4"])
+    make_sync().matcher.match_file("/plex/one/dup.mp4")
+    emu.move_file("/plex/two/dup.mp4", "/plex/two/other.mp4")
+    assert make_sync(strict_matching=True).matcher.match_file("/stash/dup.mp4").rating_key == keep
+
+
+def test_file_outside_every_library_is_not_in_plex_library(emu, make_sync):
+    section = emu.add_section("Stash", locations=["/data/stash"])
+    emu.add_item(section, "One", ["/data/stash/one.mp4"])
+    sync = make_sync()
+    with pytest.raises(NotInPlexLibrary, match="not in any Plex library"):
+        sync.matcher.match_file("/data/other/two.mp4")
+    emu.clear_requests()
+    with pytest.raises(NotInPlexLibrary):
+        sync.matcher.match_file("/data/other/three.mp4")
+    assert emu.count() == 0  # folders already re-read in this batch
+    result = sync.sync_batch([scene(2, "/data/other/two.mp4", title="T")], lambda s: None)
+    assert isinstance(result[2], NotInPlexLibrary)
+
+
+def test_a_folder_added_to_the_library_is_seen_in_the_next_batch(emu, make_sync):
+    section = emu.add_section("Stash", locations=["/data/stash"])
+    sync = make_sync()
+    with pytest.raises(NotInPlexLibrary):
+        sync.matcher.match_file("/data/other/two.mp4")
+    emu.add_location(section, "/data/other")
+    sync.matcher.begin_batch()
+    with pytest.raises(PlexNotFound):  # covered now: wait for Plex to import it
+        sync.matcher.match_file("/data/other/two.mp4")
+    rk = emu.add_item(section, "Two", ["/data/other/two.mp4"])
+    result = sync.sync_batch([scene(2, "/data/other/two.mp4", title="Now In Plex")], lambda s: None)
+    assert isinstance(result[2], Outcome) and result[2].items == [rk]
+    assert emu.item(rk)["title"] == "Now In Plex"
+
+
+def test_a_path_map_covers_the_file(emu, make_sync):
+    emu.add_section("Stash", locations=["/media/stash"])
+    with pytest.raises(NotInPlexLibrary):
+        make_sync().matcher.match_file("/data/stash/new.mp4")
+    with pytest.raises(PlexNotFound):
+        make_sync(path_map="/data/stash=>/media/stash").matcher.match_file("/data/stash/new.mp4")
+
+
+def test_scene_waits_while_any_file_may_still_arrive(emu, make_sync):
+    emu.add_section("Stash", locations=["/data/stash"])
+    sync = make_sync()
+    with pytest.raises(PlexNotFound):
+        sync.matcher.match(scene(1, "/data/other/a.mp4", "/data/stash/not-yet.mp4"))
+    with pytest.raises(NotInPlexLibrary):
+        sync.matcher.match(scene(1, "/data/other/a.mp4", "/data/other/b.mp4"))
+
+
+def test_an_item_moved_to_another_library_is_matched_again(emu, make_sync):
+    one = emu.add_section("Movies A", locations=["/a"])
+    two = emu.add_section("Movies B", locations=["/a"])
+    old = emu.add_item(one, "A", ["/a/a.mp4"])
+    sync = make_sync(plex_library="Movies A,Movies B")
+    assert sync.matcher.match_file("/a/a.mp4").rating_key == old
+    emu.delete_item(old)
+    new = emu.add_item(two, "A", ["/a/a.mp4"])
+    result = sync.sync_batch([scene(1, "/a/a.mp4", title="Moved")], lambda s: None)
+    assert isinstance(result[1], Outcome) and result[1].items == [new]
+    edits = [r for r in emu.requests if r.method == "PUT" and r.path.endswith("/all")]
+    assert [r.path for r in edits] == [f"/library/sections/{two}/all"]
+
+
+def test_a_scenes_items_outlive_the_run(emu, make_sync):
+    section = emu.add_section("Stash")
+    rk = emu.add_item(section, "One", ["/data/stash/one.mp4"])
+    first = make_sync()
+    first.matcher.match(scene(7, "/data/stash/one.mp4"))
+    first.close()
+    emu.move_file("/data/stash/one.mp4", "/data/stash/renamed.mp4")
+    emu.clear_requests()
+    again = make_sync()
+    assert [m.rating_key for m in again.matcher.match(scene(7, "/data/stash/renamed.mp4"))] == [rk]
+    assert listings(emu) == 0 and emu.count("GET", "/library/metadata/") == 1

@@ -227,6 +227,6 @@ def _acquire_briefly(lock: FileLock, wait: float = LOCK_WAIT) -> bool:
 
 
 def _summary(counts) -> str:
-    order = ("synced", "unchanged", "not_found", "retrying", "failed", "deleted", "postponed")
+    order = ("synced", "unchanged", "not_found", "not_in_library", "retrying", "failed", "deleted", "postponed")
     return ", ".join(f"{counts.get(k, 0)} {k.replace('_', ' ')}" for k in order if counts.get(k))
 

@@ -15,8 +15,8 @@ from typing import Optional, Tuple, Type
 
 from common import defaults
 from common.errors import (
-    ConfigError, InvalidSceneData, PermanentError, PlexNotFound, PlexUnavailable, SceneDeleted, SceneHasNoFile,
-    StashUnavailable, TransientError,
+    ConfigError, InvalidSceneData, NotInPlexLibrary, PermanentError, PlexNotFound, PlexUnavailable, SceneDeleted,
+    SceneHasNoFile, StashUnavailable, TransientError,
 )
 from worker import backoff
 
@@ -76,6 +76,9 @@ BREAKER_OPEN = Rule(Action.POSTPONE, "postponed")  # wait until the breaker's tr
 
 ERRORS: Tuple[Tuple[Type[BaseException], Rule], ...] = (
     (SceneDeleted, Rule(Action.DROP, "deleted")),
+    # Outside every library folder: reported once, settled without a sync
+    # timestamp, so the next save or Sync All tries again once Plex covers it.
+    (NotInPlexLibrary, Rule(Action.DONE, "not_in_library", Breaker.SUCCESS)),
     (ConfigError, Rule(Action.POSTPONE, "postponed", wait=defaults.CONFIG_RETRY_DELAY, stop=Stop.CONFIG_ERROR)),
     (StashUnavailable, Rule(Action.POSTPONE, "postponed", wait=defaults.STASH_RETRY_DELAY, stop=Stop.STASH_DOWN)),
     (PlexNotFound, Rule(Action.SCAN_THEN_RETRY, "not_found", Breaker.SUCCESS, schedule="not_in_plex")),

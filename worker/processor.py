@@ -53,6 +53,8 @@ class Processor:
         """Carry out ``rule`` for one job; returns its effect on the breaker."""
         action = rule.action
         if action in (Action.DONE, Action.DROP):
+            if error is not None and action is Action.DONE:
+                log.warning("[PlexSync Worker] Scene %s: %s; not retried", raw["data"].get("scene_id"), error)
             self._done(raw, result, rule.counts_as)
         elif action is Action.POSTPONE:
             self.ctx.queue.retry_later(raw, rule.wait or wait)

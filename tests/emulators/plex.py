@@ -425,6 +425,32 @@ class PlexEmulator:
             it.section.order_version += 1
             it.section.all_version += 1
 
+    # -- matcher: renames and library folders (plex/matcher.py) -----------------
+    def move_file(self, old: str, new: str) -> int:
+        """A file renamed or moved on disk, then scanned: PMS keeps the item.
+
+        The scanner logs "Part rename detected [old] was renamed [new]" and the
+        item keeps its ratingKey and metadata, only ``Part@file`` changes
+        (Plex Media Scanner.log quoted in ZeroQI/Absolute-Series-Scanner#441).
+        Whether PMS raises the item's ``updatedAt`` then is not documented, so
+        the emulator leaves it alone: PlexSync must not depend on it.
+        """
+        with self._lock:
+            rk = self._by_file.pop(old)
+            it = self._items[rk]
+            it.files = [new if f == old else f for f in it.files]
+            self._by_file[new] = rk
+            it.section.all_version += 1
+            return rk
+
+    def add_location(self, section: int, path: str) -> None:
+        """The user adds a folder to a library (Manage Library -> Edit -> Add folders)."""
+        with self._lock:
+            sec = self._section(section)
+            sec.locations.append((next(self._location_counter), path))
+            sec.updated = max(int(time.time()), sec.updated + 1)
+    # -- end matcher ----------------------------------------------------------
+
     def clear_requests(self):
         with self._log_lock:
             self.requests.clear()
@@ -1100,6 +1126,13 @@ class PlexEmulator:
                     qs.append(_date_epoch(x))
                 else:
                     raise _HTTPError(400)
+            # matcher: ">>=" is strictly after, on epoch seconds (plexapi sends a
+            # datetime as int(timestamp)). PMS accepts the unlisted "updatedAt"
+            # date field (plexapi library.py _manualFields), and python-plexapi's
+            # tests/test_library.py _test_library_search checks every date field
+            # against a real PMS: found with ">>" its date minus a day, not found
+            # with ">>" "1s" (changed more than a second ago). PlexSync's changes
+            # listing (plex/matcher.py) relies on exactly this.
             test = {"=": lambda s, q: s == q, "!=": lambda s, q: s == q,
                     ">>=": lambda s, q: s > q, "<<=": lambda s, q: s < q}[op]
         elif ftype == "tag":

@@ -26,6 +26,7 @@ def process_queue(ctx, paths, conn):
     counts = result.counts
     msg = (f"Queue processed: {counts.get('synced', 0)} synced, {counts.get('unchanged', 0)} unchanged, "
            f"{counts.get('not_found', 0)} not found, {counts.get('failed', 0)} failed")
+    msg += not_in_library_note(counts)
     msg += waiting_note(ctx, paths, conn)
     log.info("[PlexSync] %s", msg)
     plog.progress(1.0)
@@ -39,6 +40,11 @@ def retry_dlq(ctx, paths, conn):
         return "Dead-letter queue is empty", None
     out, err = process_queue(ctx, paths, conn)
     return f"Requeued {moved}. {out}", err
+
+
+def not_in_library_note(counts) -> str:
+    n = counts.get("not_in_library", 0)
+    return f", {n} not in any Plex library" if n else ""
 
 
 def waiting_note(ctx, paths, conn) -> str:

@@ -13,7 +13,7 @@ from validation.scene import scene_from_stash
 from worker import policy
 from worker.drainer import Drainer
 from worker.policy import Action
-from worker.tasks.process import drain, waiting_note
+from worker.tasks.process import drain, not_in_library_note, waiting_note
 
 log = logging.getLogger("plexsync")
 
@@ -48,6 +48,7 @@ def sync_all(ctx, paths, conn, updated_after: Optional[str] = None, label: str =
                f"{counts.get('not_found', 0)} not found, {counts.get('failed', 0) + listed['failed']} failed")
     if no_file:
         summary += f", {no_file} without a file"
+    summary += not_in_library_note(counts)
     summary += waiting_note(ctx, paths, conn)
     log.info("[PlexSync] %s", summary)
     plog.progress(1.0)
