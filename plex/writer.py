@@ -46,9 +46,9 @@ FIELD_MAP = (
     FieldMap("", "collection", "collections", "tags", "collections"),
 )
 _BY_PLEX = {f.plex: f for f in FIELD_MAP}
-# Never cleared: an empty content_rating setting means "leave Plex alone";
-# collections have their own membership rules (see _plan_collections).
-_NOT_CLEARED = {"contentRating", "collection"}
+# Never cleared: an item always has a title in Plex; an empty content_rating
+# setting means "leave Plex alone"; collections follow _plan_collections.
+_NOT_CLEARED = {"title", "contentRating", "collection"}
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,9 @@ class WrittenStore:
         if fresh and os.name == "posix":
             os.chmod(self.path, 0o600)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # One small commit per written item: losing the last ones in a power cut
+        # only means a value is not recognised as PlexSync's (it then stays).
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:

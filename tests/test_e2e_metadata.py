@@ -46,9 +46,11 @@ def test_studio_collections_with_parents_posters_summaries_and_a_move(env):
     assert env.plex.count("PUT", f"/library/sections/{env.section}/all") == 1 + 2  # item + two summaries
     assert env.plex.count("POST", f"/library/metadata/{acme['ratingKey']}/posters") == 1
 
-    # nothing changed: Plex gets nothing
+    # saved again with nothing changed (a new updated_at, so the worker compares with Plex): Plex gets nothing
+    env.stash.update_scene(sid, title="Title 1")
     env.plex.clear_requests()
     sync(env, sid)
+    assert env.plex.count("GET", "/library/metadata/") == 1  # it did look
     assert writes(env) == []
     assert env.plex.count("GET", f"/library/sections/{env.section}/collections") == 0
 
@@ -75,8 +77,9 @@ def test_the_users_own_collections_are_kept_and_never_touched(env):
     studios(env)
     env.settings(studio_collections=True)
     path = "/data/stash/own.mp4"
-    rk = env.plex.add_item(env.section, "own", [path], collections=["Favourites", "Acme"])
-    other = env.plex.add_item(env.section, "other", ["/data/stash/other.mp4"], collections=["Watch later"])
+    rk = env.plex.add_item(env.section, "own", [path], collections=["Favourites"])
+    other = env.plex.add_item(env.section, "other", ["/data/stash/other.mp4"], collections=["Acme", "Watch later"])
+    env.plex.add_collection(env.section, "Empty and mine")
     sid = env.stash.add_scene(title="Own", studio="Acme", files=[path])
     sync(env, sid)
     assert sorted(env.plex.item(rk)["collections"]) == ["Acme", "Favourites", "Network"]
@@ -87,11 +90,25 @@ def test_the_users_own_collections_are_kept_and_never_touched(env):
 
     env.stash.update_scene(sid, studio=None)
     sync(env, sid)
-    # PlexSync takes back only what it added: the item was in the user's "Acme" before
-    assert sorted(env.plex.item(rk)["collections"]) == ["Acme", "Favourites"]
+    # PlexSync takes back only what it added; the user's collections stay, even empty
+    assert env.plex.item(rk)["collections"] == ["Favourites"]
     names = [c["title"] for c in env.plex.collections(env.section)]
-    assert names == ["Acme", "Favourites", "Watch later"]  # Network (PlexSync's) is gone
-    assert env.plex.item(other)["collections"] == ["Watch later"]
+    assert names == ["Acme", "Empty and mine", "Favourites", "Watch later"]  # Network (PlexSync's) is gone
+    assert sorted(env.plex.item(other)["collections"]) == ["Acme", "Watch later"]
+
+
+def test_membership_the_user_gave_is_kept(env):
+    studios(env)
+    env.settings(studio_collections=True)
+    path = "/data/stash/kept.mp4"
+    rk = env.plex.add_item(env.section, "kept", [path], collections=["Acme"])
+    sid = env.stash.add_scene(title="Kept", studio="Acme", files=[path])
+    sync(env, sid)
+    env.stash.update_scene(sid, studio=None)
+    sync(env, sid)
+    # the item was in the user's "Acme" before PlexSync: it stays there
+    assert env.plex.item(rk)["collections"] == ["Acme"]
+    assert env.plex.collection(env.section, "Acme")["posters"] == []
 
 
 def test_group_collections_and_a_scene_moving_between_groups(env):
