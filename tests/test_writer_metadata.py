@@ -83,3 +83,21 @@ def test_equal_locked_values_count_as_ours():
 def test_the_writer_uses_no_private_plexapi_helper():
     for path in (ROOT / "plex").glob("*.py"):
         assert "_tagHelper" not in path.read_text(encoding="utf-8"), path.name
+
+
+def test_settings_parse_and_reject_unknown_fields_by_name():
+    import pytest
+
+    from common.errors import ConfigError
+    from validation.config import load_config
+
+    base = {"plex_url": "http://plex:32400", "plex_token": "abcdefghij12"}
+    cfg = load_config({**base, "skip_fields": " poster , Title ", "exclude_tags": "TODO, Needs Cover",
+                       "tag_collections": "Featured,", "content_rating": " XXX "})
+    assert cfg.skipped == {"poster", "title"} and cfg.excluded_tags == {"todo", "needs cover"}
+    assert cfg.collection_tags == {"featured"} and cfg.content_rating == "XXX"
+    assert (cfg.studio_collections, cfg.group_collections) == (False, False)
+    with pytest.raises(ConfigError, match=r"skip_fields: unknown field\(s\) covers, titel; choose from title"):
+        load_config({**base, "skip_fields": "Title, covers, titel"})
+    with pytest.raises(ConfigError, match="group_collections"):
+        load_config({**base, "group_collections": "sometimes"})

@@ -75,7 +75,7 @@ class PlexSyncConfig(BaseModel):
     @field_validator("skip_fields")
     @classmethod
     def _skip_fields(cls, value: str) -> str:
-        unknown = [n for n in _names(value) if n not in SKIPPABLE_FIELDS]
+        unknown = [n for n in _names(value) if n.lower() not in SKIPPABLE_FIELDS]
         if unknown:
             raise ValueError(f"unknown field(s) {', '.join(unknown)}; choose from {', '.join(SKIPPABLE_FIELDS)}")
         return value.strip()
@@ -87,7 +87,7 @@ class PlexSyncConfig(BaseModel):
 
     @property
     def skipped(self) -> frozenset:
-        return frozenset(_names(self.skip_fields))
+        return frozenset(n.lower() for n in _names(self.skip_fields))
 
     @property
     def excluded_tags(self) -> frozenset:
