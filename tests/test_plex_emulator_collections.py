@@ -83,3 +83,14 @@ def test_items_show_collection_tags_only_when_full(emu):
     assert [c.tag for c in plex.fetchItem(rk).collections] == ["Acme"]
     listed = plex.library.sectionByID(emu.section_key).all()
     assert listed[0]._data.find("Collection") is None  # listings leave Collection tags out, like PMS
+
+
+def test_a_cast_photo_is_a_url_plex_keeps_and_shows_every_client(emu):
+    """Why PlexSync sends no performer photos (docs/architecture.md, "What is written"):
+    ``actor[i].tag.thumb`` stores the URL itself, and every client reading the
+    item gets it back verbatim, credentials and all."""
+    rk = emu.add_item(emu.section_key, "a", ["/data/stash/a.mp4"])
+    url = "http://stash:9999/performer/1/image?apikey=would-leak"
+    connect(emu).fetchItem(rk).edit(**{"actor[0].tag.tag": "Jane", "actor[0].tag.thumb": url, "actor.locked": 1})
+    (role,) = connect(emu).fetchItem(rk).roles
+    assert (role.tag, role.thumb) == ("Jane", url)
