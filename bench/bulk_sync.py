@@ -1,6 +1,11 @@
 """Bulk sync: "Sync All Scenes to Plex" over N scenes, then a re-sync with nothing changed.
 
-Usage: python bench/bulk_sync.py [--scenes 2000|10000|100000] [--latency 0.002|0|0.02]
+Usage: python bench/bulk_sync.py [--scenes 2000|10000|100000] [--latency 0.002|0|0.02] [--collections]
+
+With ``--collections``, studio_collections and group_collections are on:
+50 studios under 5 networks (each with an image and details) and 20 groups
+(each with a front image and synopsis), so the first sync creates 75
+collections and gives each a poster and a summary.
 
 Both emulators run on loopback in this process; the plugin runs as Stash
 runs it (tests/runner.PluginRunner: the installed runtime files, PlexSync.py
@@ -34,15 +39,20 @@ from tests.runner import PluginRunner, parse_output  # noqa: E402
 PLEX_TOKEN = "plex-bench-token-0123456789"
 STASH_API_KEY = "stash-bench-apikey-0123456789"
 TASK = "Sync All Scenes to Plex"
-KINDS = ("listing", "lookup", "edit", "upload", "other")
+KINDS = ("listing", "lookup", "edit", "upload", "collection", "other")
 _METADATA = re.compile(r"^/library/metadata/[\d,]+$")
 _SECTION_ALL = re.compile(r"^/library/sections/\d+/all$")
 _IMAGES = re.compile(r"^/library/metadata/\d+/(posters|arts|poster|art)$")
 
 
-def plex_kind(method: str, path: str) -> str:
+def plex_kind(method: str, path: str, query=None, collection_keys=frozenset()) -> str:
     """listing: library pages; lookup: item fetches and searches; edit: the
-    metadata PUT (and ratings); upload: poster/art uploads; other: the rest."""
+    metadata PUT (and ratings); upload: poster/art uploads; collection: a
+    collection's listing, summary edit, poster upload or deletion; other: the rest."""
+    image = _IMAGES.match(path)
+    if (path.startswith("/library/collections/") or re.match(r"^/library/sections/\d+/collections$", path)
+            or (query or {}).get("type") == ["18"] or (image and int(path.split("/")[3]) in collection_keys)):
+        return "collection"
     if method == "GET" and _SECTION_ALL.match(path):
         return "listing"
     if method == "GET" and (_METADATA.match(path) or path.startswith("/hubs/search")
@@ -63,13 +73,23 @@ def stash_kind(method: str, path: str) -> str:
     return "other"
 
 
-def populate(plex: PlexEmulator, stash: StashEmulator, section: int, n: int) -> None:
+def populate(plex: PlexEmulator, stash: StashEmulator, section: int, n: int, collections: bool = False) -> None:
     for i in range(1, n + 1):
         path = f"/data/stash/scene_{i}.mp4"
         plex.add_item(section, f"scene_{i}", [path])
         stash.add_scene(title=f"Title {i}", details=f"Details {i}", date="2024-03-05", studio=f"Studio {i % 50}",
                         performers=[f"Performer {i % 500}"], tags=["Outdoor", f"Tag {i % 100}"],
-                        rating100=20 + i % 80, files=[path])
+                        rating100=20 + i % 80, files=[path], groups=[f"Group {i % 20}"] if collections else ())
+    if collections:
+        from tests.emulators.stash import tiny_jpeg
+
+        for k in range(5):
+            stash.set_studio(f"Network {k}", details=f"Network {k}", image=tiny_jpeg(f"network {k}".encode()))
+        for k in range(50):
+            stash.set_studio(f"Studio {k}", parent=f"Network {k % 5}", details=f"Studio {k}",
+                             image=tiny_jpeg(f"studio {k}".encode()))
+        for k in range(20):
+            stash.set_group(f"Group {k}", synopsis=f"Group {k}", front_image=tiny_jpeg(f"group {k}".encode()))
 
 
 def run_task(runner: PluginRunner, profile: str = ""):
@@ -117,7 +137,8 @@ def run_task(runner: PluginRunner, profile: str = ""):
 
 
 def report(label: str, n: int, wall: float, rss, cpu, output: str, plex: PlexEmulator, stash: StashEmulator) -> dict:
-    plex_counts = Counter(plex_kind(r.method, r.path) for r in list(plex.requests))
+    collection_keys = {c["ratingKey"] for sec in plex._sections for c in plex.collections(sec)}
+    plex_counts = Counter(plex_kind(r.method, r.path, r.query, collection_keys) for r in list(plex.requests))
     stash_counts = Counter(stash_kind(m, p) for m, p, _ in list(stash.requests))
     synced = int(re.search(r"(\d+) synced", output).group(1)) if re.search(r"(\d+) synced", output) else 0
     plex_total = sum(plex_counts.values())
@@ -129,7 +150,7 @@ def report(label: str, n: int, wall: float, rss, cpu, output: str, plex: PlexEmu
           f"CPU {f'{cpu:.2f} s ({cpu * 1000 / n:.2f} ms per scene)' if cpu is not None else 'n/a'}")
     print(f"Plex requests: {plex_total} total, {plex_total / n:.4f} per scene")
     others = Counter(f"{r.method} {re.sub(r'/[0-9,]+(?=/|$)', '/<id>', r.path)}" for r in list(plex.requests)
-                     if plex_kind(r.method, r.path) == "other")
+                     if plex_kind(r.method, r.path, r.query, collection_keys) == "other")
     for kind in KINDS:
         line = f"  {kind:8s} {plex_counts.get(kind, 0):8d}   {plex_counts.get(kind, 0) / n:.4f} per scene"
         if kind == "other" and others:
@@ -138,7 +159,7 @@ def report(label: str, n: int, wall: float, rss, cpu, output: str, plex: PlexEmu
     print(f"Stash requests: {stash_total} total ({', '.join(f'{k} {v}' for k, v in sorted(stash_counts.items()))}), "
           f"{stash_total / n:.4f} per scene")
     return {"wall": wall, "rss": rss, "synced": synced, "plex": plex_counts, "plex_total": plex_total,
-            "stash_total": stash_total}
+            "stash_total": stash_total, "collections": len(collection_keys)}
 
 
 def _prof(args, name: str) -> str:
@@ -149,13 +170,16 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=2000, help="scenes (and Plex items); 2000, 10000, 100000")
     parser.add_argument("--latency", type=float, default=0.002, help="emulated Plex latency per request, seconds")
+    parser.add_argument("--collections", action="store_true",
+                        help="turn studio_collections and group_collections on (studios with parents, groups)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary plugin folder (prints its path)")
     parser.add_argument("--profile", metavar="PREFIX", default="",
                         help="run each task under cProfile; write PREFIX-first.prof and PREFIX-resync.prof "
                              "(figures are then not comparable)")
     args = parser.parse_args(argv)
     print_header("bulk sync (Sync All Scenes to Plex)")
-    print(f"scenes: {args.scenes}   Plex latency per request: {args.latency * 1000:g} ms")
+    print(f"scenes: {args.scenes}   Plex latency per request: {args.latency * 1000:g} ms   "
+          f"collections: {'on' if args.collections else 'off'}")
 
     base = Path(tempfile.mkdtemp(prefix="plexsync-bench-"))
     plex = PlexEmulator(token=PLEX_TOKEN).start()
@@ -164,10 +188,12 @@ def main(argv=None) -> int:
     try:
         section = plex.add_section("Stash", locations=["/data/stash"])
         t0 = time.perf_counter()
-        populate(plex, stash, section, args.scenes)
+        populate(plex, stash, section, args.scenes, args.collections)
         print(f"emulators populated in {time.perf_counter() - t0:.1f} s (not part of any figure)")
-        stash.set_plugin_settings("PlexSync", {"plex_url": plex.url, "plex_token": PLEX_TOKEN,
-                                               "plex_library": "Stash", "poll_interval": 0.3})
+        settings = {"plex_url": plex.url, "plex_token": PLEX_TOKEN, "plex_library": "Stash", "poll_interval": 0.3}
+        if args.collections:
+            settings.update(studio_collections=True, group_collections=True)
+        stash.set_plugin_settings("PlexSync", settings)
         runner = PluginRunner(base, stash)
         plex.latency = args.latency
         sys.stdout.flush()
@@ -191,6 +217,12 @@ def main(argv=None) -> int:
               f"{verdict(uploads / changed <= 1)}")
         print(f"first sync: {first['plex'].get('listing', 0)} listing pages, "
               f"{first['plex'].get('lookup', 0)} lookups, {first['plex'].get('other', 0)} other requests")
+        if args.collections:
+            made, calls = first["collections"], first["plex"].get("collection", 0)
+            print(f"first sync: {made} collections, {calls} collection requests "
+                  f"({calls / max(made, 1):.2f} per collection; <= 2 uploads/edits each + 2 listings per batch)")
+            print(f"re-sync: {again['plex'].get('collection', 0)} collection requests (0): "
+                  f"{verdict(again['plex'].get('collection', 0) == 0)}")
         print(f"re-sync: {again['plex_total'] / n:.4f} Plex requests per scene (<= 0.05): "
               f"{verdict(again['plex_total'] / n <= 0.05)}")
         if rss_max is None:

@@ -26,6 +26,7 @@ class DataPaths:
         self.config_state = join("config_state.json")
         self.match_index = join("match_index.db")
         self.match_index_lock = self.match_index + ".lock"  # one index builder at a time (plex.store)
+        self.written = join("written.db")  # what PlexSync wrote, collections it created
         self.worker_lock = join("worker.lock")
         self.spawn_claim = join("worker.spawning")  # a worker started, lock not yet taken
         self.drain_lock = join("drain.lock")

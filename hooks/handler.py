@@ -20,6 +20,7 @@ MAX_SCENE_ID = 2**31 - 1  # Stash's GraphQL Int: a larger id could never be fetc
 SYNCED_FIELDS = frozenset({
     "title", "details", "date", "rating100", "studio_id", "performer_ids",
     "tag_ids", "cover_image", "primary_file_id",
+    "groups", "movies", "group_ids", "movie_ids",  # group collections (the *_ids: bulk updates)
 })
 
 

@@ -2,8 +2,10 @@
 
 Requests per batch: matching is local (index in SQLite); ONE
 ``/library/metadata/k1,k2,...`` fetch per 50 matched items; at most one edit
-PUT per item that needs changes; at most one poster upload per item whose
-image changed. Connecting (``GET /``) and the section list happen once per
+PUT per item that needs changes (collection membership included); at most
+one poster upload per item whose image changed. Collections PlexSync manages
+cost at most two listings per section per batch, and only in a batch that
+creates, empties or re-illustrates one (see ``plex.collections``). Connecting (``GET /``) and the section list happen once per
 ``PlexSync``.
 """
 
@@ -19,8 +21,10 @@ from common.errors import ConfigError, PlexAuthError, PlexNotFound, PlexSyncErro
 from plex.client import connect, load_device_id, plex_errors, plex_session
 from plex.matcher import FileMatch, Matcher
 from plex.pathnorm import basename_key, map_path, parent_folder, path_key
+from plex.collections import CollectionKeeper
 from plex.store import MatchStore
-from plex.writer import apply_edits, plan_edits, snapshot, upload_poster
+from plex.writer import Cleared, Options, apply_edits, plan, snapshot, upload_poster, wanted_collections
+from plex.written import WrittenStore
 
 # Under "plexsync" so common.log.setup() routes it to Stash.
 log = logging.getLogger(f"plexsync.{__name__}")
@@ -54,6 +58,7 @@ class PlexSync:
         self._session: Optional[requests.Session] = None
         self._store: Optional[MatchStore] = None
         self._matcher: Optional[Matcher] = None
+        self._written: Optional[WrittenStore] = None
         self.run_started = time.time()
 
     # -- lazily opened resources -------------------------------------------
@@ -71,6 +76,12 @@ class PlexSync:
         if self._store is None:
             self._store = MatchStore(self.paths.match_index)
         return self._store
+
+    @property
+    def written(self) -> WrittenStore:
+        if self._written is None:
+            self._written = WrittenStore(self.paths.written)
+        return self._written
 
     @property
     def matcher(self) -> Matcher:
@@ -97,6 +108,7 @@ class PlexSync:
         self._replace_stale(scenes, matches, items, results)
 
         outage: Optional[PlexSyncError] = None
+        keeper = CollectionKeeper(lambda: self.server, self.written, lambda url: fetch_image(_ImageRef(url)))
         for scene in scenes:
             if scene.id in results or scene.id not in matches:
                 continue
@@ -104,12 +116,15 @@ class PlexSync:
                 results[scene.id] = outage
                 continue
             try:
-                results[scene.id] = self._write(scene, [(m, items[m.rating_key]) for m in matches[scene.id]], fetch_image)
+                pairs = [(m, items[m.rating_key]) for m in matches[scene.id]]
+                results[scene.id] = self._write(scene, pairs, fetch_image, keeper)
             except PLEX_WIDE as exc:
                 outage = results[scene.id] = exc
             except PlexSyncError as exc:
                 results[scene.id] = exc
         self.matcher.flush()  # matcher: one write for the scenes' matched items
+        if outage is None:
+            self._finish_collections(keeper)
         return results
 
     def request_scan(self, scene) -> bool:
@@ -131,6 +146,9 @@ class PlexSync:
     def close(self) -> None:
         if self._matcher is not None:
             self._matcher.flush()  # matcher
+        if self._written is not None:
+            self._written.close()
+            self._written = None
         if self._store is not None:
             self._store.close()
             self._store = self._matcher = None
@@ -201,20 +219,17 @@ class PlexSync:
             matches.pop(scene.id, None)
             results[scene.id] = exc
 
-    def _write(self, scene, pairs, fetch_image) -> Outcome:
+    def _write(self, scene, pairs, fetch_image, keeper: CollectionKeeper) -> Outcome:
         edited = uploaded = False
         locked = {}
+        options = Options.from_config(self.config)
         for match, item in pairs:
             # matcher: edit through the library the item was matched in (_holds checked it is still there)
             item.librarySectionID = match.section_id
             current = snapshot(item)
             locked[match.rating_key] = current["locked"]
-            edits = plan_edits(scene, current, self.config.preserve_plex_edits)
-            if edits:
-                with plex_errors("editing a Plex item"):
-                    apply_edits(item, edits, current)
-                edited = True
-        if scene.screenshot_url:
+            edited = self._write_item(scene, item, current, options, keeper) or edited
+        if scene.screenshot_url and "poster" not in options.skipped:
             image = fetch_image(scene)
             for match, item in pairs:
                 with plex_errors("uploading a poster"):
@@ -227,6 +242,43 @@ class PlexSync:
             edited=edited,
             poster_uploaded=uploaded,
         )
+
+    def _write_item(self, scene, item, current, options: Options, keeper: CollectionKeeper) -> bool:
+        """One item's edit, and what PlexSync remembers about it. Returns whether Plex was edited."""
+        rating_key, section_id = int(item.ratingKey), int(item.librarySectionID)
+        todo = plan(scene, current, options, self.written.fields(rating_key))
+        change = todo.edits.get("collection")
+        have = current.get("collection") or []
+        made: list = []
+        if change is not None:
+            new = list(change.keep) if isinstance(change, Cleared) else change
+            made = keeper.to_create(section_id, have, new)
+        if todo.edits:
+            with plex_errors("editing a Plex item"):
+                apply_edits(item, todo.edits, current)
+        if todo.record or todo.forget:
+            self.written.record(rating_key, todo.record, todo.forget)
+        if change is not None:
+            keep = {n.casefold() for n in new}
+            keeper.edited(section_id, made, [n for n in have if n.casefold() not in keep])
+        if "collections" not in options.skipped:
+            wanted = {n.casefold() for n in wanted_collections(scene, options)}
+            keeper.want_art(section_id, [s for s in (*scene.studios, *scene.groups) if s.name.casefold() in wanted])
+        return bool(todo.edits)
+
+    def _finish_collections(self, keeper: CollectionKeeper) -> None:
+        """Collection artwork and clean-up; a failure here fails no scene (the next batch retries)."""
+        try:
+            keeper.finish()
+        except PlexSyncError as exc:
+            log.warning("[PlexSync Collections] could not update collections: %s", exc)
+
+
+@dataclass(frozen=True)
+class _ImageRef:
+    """What ``fetch_image`` reads from a scene, for a studio's or group's image."""
+
+    screenshot_url: str
 
 
 def _holds(item, match: FileMatch) -> bool:

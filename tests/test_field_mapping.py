@@ -31,6 +31,8 @@ def test_the_table_is_the_whole_mapping():
         ("performers", "actor"),
         ("tags", "genre"),
         ("rating", "userRating"),
+        ("", "contentRating"),  # from the content_rating setting
+        ("", "collection"),     # from studios, groups and tag_collections
     ]
 
 

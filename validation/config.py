@@ -39,6 +39,13 @@ class PlexSyncConfig(BaseModel):
     path_map: str = Field("", description="Stash=>Plex path prefixes, e.g. /data/stash=>/media/stash; several separated by ;")
     strict_mode: bool = Field(False, description="Reject invalid scene metadata (DLQ) instead of sanitizing it")
     dlq_retention_days: int = Field(30, ge=1, le=365, description="Days dead-letter entries are kept")
+    # -- what is written (issue 13) --
+    studio_collections: bool = Field(False, description="Put each scene in a Plex collection named after its studio and each parent studio")
+    group_collections: bool = Field(False, description="Put each scene in a Plex collection for each Stash group it is in")
+    tag_collections: str = Field("", description="Stash tag names, separated by commas, that each get a Plex collection")
+    content_rating: str = Field("", description="Content rating written to every synced item, e.g. XXX; empty leaves Plex's value alone")
+    skip_fields: str = Field("", description="Fields PlexSync never writes, separated by commas")
+    exclude_tags: str = Field("", description="Stash tags never sent to Plex as genres, separated by commas")
     stash_url: str = Field("", description="Stash base URL (derived from the connection Stash passes)")
     stash_api_key: str = Field("", description="Stash API key (optional; the session cookie is used otherwise)")
     stash_session_cookie: str = Field("", description="Stash session cookie (passed by Stash on every run)")
@@ -65,6 +72,31 @@ class PlexSyncConfig(BaseModel):
         parse_path_map(value)
         return value.strip()
 
+    @field_validator("skip_fields")
+    @classmethod
+    def _skip_fields(cls, value: str) -> str:
+        unknown = [n for n in _names(value) if n.lower() not in SKIPPABLE_FIELDS]
+        if unknown:
+            raise ValueError(f"unknown field(s) {', '.join(unknown)}; choose from {', '.join(SKIPPABLE_FIELDS)}")
+        return value.strip()
+
+    @field_validator("tag_collections", "content_rating", "exclude_tags")
+    @classmethod
+    def _trimmed(cls, value: str) -> str:
+        return value.strip()
+
+    @property
+    def skipped(self) -> frozenset:
+        return frozenset(n.lower() for n in _names(self.skip_fields))
+
+    @property
+    def excluded_tags(self) -> frozenset:
+        return frozenset(n.casefold() for n in _names(self.exclude_tags))
+
+    @property
+    def collection_tags(self) -> frozenset:
+        return frozenset(n.casefold() for n in _names(self.tag_collections))
+
     @property
     def libraries(self) -> List[str]:
         return [name.strip() for name in self.plex_library.split(",") if name.strip()]
@@ -76,6 +108,15 @@ class PlexSyncConfig(BaseModel):
     @property
     def timeouts(self) -> Tuple[float, float]:
         return (self.connect_timeout, self.read_timeout)
+
+
+# Names ``skip_fields`` accepts: the fields PlexSync writes.
+SKIPPABLE_FIELDS = ("title", "summary", "date", "studio", "performers", "tags", "rating", "poster",
+                    "collections", "content_rating")
+
+
+def _names(text: str) -> List[str]:
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
 
 
 def parse_path_map(text: str) -> List[PathMapping]:
@@ -98,6 +139,8 @@ UI_SETTINGS = (
     "plex_url", "plex_token", "plex_library", "enabled", "max_retries",
     "poll_interval", "strict_matching", "preserve_plex_edits",
     "connect_timeout", "read_timeout", "path_map",
+    "studio_collections", "group_collections", "tag_collections", "content_rating",
+    "skip_fields", "exclude_tags",
 )
 
 

@@ -19,15 +19,30 @@ SCENE_FRAGMENT = (
     "id title details date rating100 organized updated_at "
     "studio { name } performers { name } tags { name } "
     "files { path basename } paths { screenshot }"
-)
+    # Collections (issue 13): the studio with two levels of parents (site,
+    # network), and the scene's groups, each with its artwork and text.
+    " studio { %s parent_studio { %s parent_studio { %s } } }"
+    " groups { group { name front_image_path synopsis } }"
+) % (("name image_path details",) * 3)
 
 MAX_TITLE = 255
 MAX_SUMMARY = 10_000
 MAX_NAME = 255
 MAX_TAGS = 500
+MAX_STUDIO_DEPTH = 3
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2}))?(?:-(\d{2}))?$")
+
+
+class CollectionSource(BaseModel):
+    """A Stash studio or group a scene's collection is named after."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    image_url: Optional[str] = None  # None when Stash has no image (its URL says default=true)
+    summary: Optional[str] = None
 
 
 class SceneData(BaseModel):
@@ -46,6 +61,8 @@ class SceneData(BaseModel):
     files: List[str] = []
     screenshot_url: Optional[str] = None
     updated_at: Optional[str] = None
+    studios: List[CollectionSource] = []  # the studio, then its parents
+    groups: List[CollectionSource] = []
 
 
 def clean_text(value: Any, limit: int, *, multiline: bool = False, strict: bool = False, field: str = "") -> Optional[str]:
@@ -105,6 +122,46 @@ def _names(items: Any, limit: int, *, strict: bool, field: str) -> List[str]:
     return names
 
 
+def _image_url(value: Any) -> Optional[str]:
+    # Stash appends default=true when the entity has no image of its own
+    # (internal/api/urlbuilders/studio.go, group.go): nothing to upload.
+    if not isinstance(value, str) or not value or "default=true" in value:
+        return None
+    return value
+
+
+def _source(raw: Any, image_key: str, text_key: str, *, strict: bool) -> Optional[CollectionSource]:
+    if not isinstance(raw, dict):
+        return None
+    name = clean_text(raw.get("name"), MAX_NAME, strict=strict, field="collection name")
+    if not name:
+        return None
+    return CollectionSource(name=name, image_url=_image_url(raw.get(image_key)),
+                            summary=clean_text(raw.get(text_key), MAX_SUMMARY, multiline=True, strict=strict,
+                                               field=text_key))
+
+
+def _studios(raw: Any, *, strict: bool) -> List[CollectionSource]:
+    out: List[CollectionSource] = []
+    while isinstance(raw, dict) and len(out) < MAX_STUDIO_DEPTH:
+        source = _source(raw, "image_path", "details", strict=strict)
+        if source is None or any(s.name.casefold() == source.name.casefold() for s in out):
+            break
+        out.append(source)
+        raw = raw.get("parent_studio")
+    return out
+
+
+def _groups(raw: Any, *, strict: bool) -> List[CollectionSource]:
+    out: List[CollectionSource] = []
+    for entry in raw if isinstance(raw, list) else []:
+        group = entry.get("group") if isinstance(entry, dict) else None
+        source = _source(group, "front_image_path", "synopsis", strict=strict)
+        if source and all(s.name.casefold() != source.name.casefold() for s in out):
+            out.append(source)
+    return out[:MAX_TAGS]
+
+
 def scene_from_stash(raw: Dict[str, Any], *, strict: bool = False) -> SceneData:
     """Validate one ``findScene(s)`` result (fetched with SCENE_FRAGMENT)."""
     if not isinstance(raw, dict):
@@ -138,6 +195,8 @@ def scene_from_stash(raw: Dict[str, Any], *, strict: bool = False) -> SceneData:
             files=[str(p) for p in files],
             screenshot_url=paths.get("screenshot") if isinstance(paths, dict) else None,
             updated_at=raw.get("updated_at"),
+            studios=_studios(studio, strict=strict),
+            groups=_groups(raw.get("groups"), strict=strict),
         )
     except ValidationError as exc:
         raise InvalidSceneData(f"scene {scene_id}: {exc.errors()[0].get('msg')}") from None

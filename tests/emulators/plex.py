@@ -290,7 +290,232 @@ class _Server(http.server.ThreadingHTTPServer):
         pass
 
 
-class PlexEmulator:
+# ---------------------------------------------------------------------------
+# Collections (issue 13): collections as PMS serves them.
+#
+# Evidence for the behaviour below:
+# * An item edit that names a collection the section does not have makes PMS
+#   create it: plexapi's own tests add a collection with ``addCollection``
+#   (``collection[0].tag.tag=...&collection.locked=1``) and then count one more
+#   item in the section (python-plexapi tests/test_library.py,
+#   test_library_section_totalViewSize); mixins/edit.py builds those params.
+# * PMS never deletes a collection that becomes empty: users of tools that
+#   tag items into collections end up with empty ones to delete by hand
+#   (ShaneIsrael/plex-auto-genres#34, Kometa-Team/Kometa#2795); deleting is
+#   ``DELETE /library/collections/{ratingKey}`` (plexapi base.py delete() on
+#   Collection.key) and removes the tag from its items.
+# * Collections are listed by ``/library/sections/{id}/collections`` and by
+#   ``/library/sections/{id}/all?type=18`` (plexapi library.py collections()),
+#   as ``<Directory type="collection" key="/library/collections/{rk}/children">``
+#   (plexapi collection.py strips ``/children``); ``/library/collections/{rk}``
+#   is the collection, ``.../children`` its items.
+# * A collection's poster is uploaded like an item's,
+#   ``POST /library/metadata/{rk}/posters`` (plexapi mixins/resources.py
+#   uploadPoster uses the ratingKey); its summary is edited like an item's,
+#   ``PUT /library/sections/{id}/all?type=18&id={rk}&summary.value=..``
+#   (plexapi base.py _edit, collection type 18).
+
+class _Collection:
+    __slots__ = ("rk", "section", "title", "summary", "locked", "added", "updated", "posters")
+
+    def __init__(self, rk, section, title, now):
+        self.rk = rk
+        self.section = section
+        self.title = title
+        self.summary = None
+        self.locked: set = set()
+        self.added = self.updated = now
+        self.posters: list = []        # upload:// keys; the last one is selected
+
+
+class _CollectionsMixin:
+    """PlexEmulator's collections; state lives in ``self._colls`` (rk -> _Collection)."""
+
+    _COLLECTION_ROUTES = [
+        ("GET", re.compile(r"^/library/sections/(\d+)/collections$"), "_get_collections"),
+        ("GET", re.compile(r"^/library/collections/(\d+)$"), "_get_collection"),
+        ("GET", re.compile(r"^/library/collections/(\d+)/children$"), "_get_collection_children"),
+        ("DELETE", re.compile(r"^/library/collections/(\d+)$"), "_delete_collection"),
+        ("POST", re.compile(r"^/library/metadata/(\d+)/(posters|arts)$"), "_post_collection_images"),
+        ("GET", re.compile(r"^/library/metadata/(\d+)/posters$"), "_get_collection_posters"),
+    ]
+
+    # -- test API ---------------------------------------------------------------
+    def add_collection(self, section: int, title: str, summary: str | None = None) -> int:
+        """A collection made in Plex by the user (empty until items are tagged)."""
+        with self._lock:
+            coll = self._ensure_collection(self._section(section), title)
+            coll.summary = summary
+            return coll.rk
+
+    def collections(self, section: int) -> list:
+        """Snapshots of the section's collections, by title."""
+        with self._lock:
+            sec = self._section(section)
+            return [self._coll_snapshot(c) for c in sorted(self._coll_state().values(), key=lambda c: c.title.lower())
+                    if c.section is sec]
+
+    def collection(self, section: int, title: str) -> dict | None:
+        return next((c for c in self.collections(section) if c["title"].lower() == title.lower()), None)
+
+    # -- state ------------------------------------------------------------------
+    def _coll_state(self) -> dict:
+        return self.__dict__.setdefault("_colls", {})
+
+    def _coll_by_title(self, sec, title: str):
+        return next((c for c in self._coll_state().values() if c.section is sec and c.title.lower() == title.lower()),
+                    None)
+
+    def _ensure_collection(self, sec, title: str):
+        coll = self._coll_by_title(sec, title)
+        if coll is None:
+            rk = next(self._rk_counter)
+            coll = self._coll_state()[rk] = _Collection(rk, sec, title, int(time.time()))
+        return coll
+
+    def _collections_from_items(self, sec, items) -> None:
+        """PMS creates a collection for each new name an item is tagged with."""
+        for it in items:
+            for name in it.tags.get("collection", ()):
+                self._ensure_collection(sec, name)
+
+    def _coll_members(self, coll) -> list:
+        low = coll.title.lower()
+        return [it for it in self._sorted(coll.section.items.values(), None, coll.section)
+                if any(n.lower() == low for n in it.tags.get("collection", ()))]
+
+    def _coll_snapshot(self, coll) -> dict:
+        return {"ratingKey": coll.rk, "title": coll.title, "summary": coll.summary,
+                "childCount": len(self._coll_members(coll)), "locked": set(coll.locked),
+                "posters": list(coll.posters), "items": [it.rk for it in self._coll_members(coll)]}
+
+    def _coll_or_404(self, rk):
+        coll = self._coll_state().get(int(rk))
+        if coll is None:
+            raise _HTTPError(404)
+        return coll
+
+    # -- XML --------------------------------------------------------------------
+    def _coll_elem(self, parent, coll):
+        sec = coll.section
+        a = {"ratingKey": str(coll.rk), "key": f"/library/collections/{coll.rk}/children",
+             "guid": f"collection://{hashlib.sha1(str(coll.rk).encode()).hexdigest()}",
+             "type": "collection", "title": coll.title, "subtype": "movie", "index": str(coll.rk),
+             "librarySectionID": str(sec.key), "librarySectionTitle": sec.title,
+             "librarySectionKey": f"/library/sections/{sec.key}", "contentRating": "",
+             "content": f"/library/sections/{sec.key}/all?collection={self._tag_id('collection', coll.title)}",
+             "childCount": str(len(self._coll_members(coll))), "smart": "0",
+             "addedAt": str(coll.added), "updatedAt": str(coll.updated),
+             "thumb": f"/library/collections/{coll.rk}/composite/{coll.updated}"}
+        if coll.summary:
+            a["summary"] = coll.summary
+        if coll.posters:
+            a["thumb"] = f"/library/metadata/{coll.rk}/thumb/{coll.updated}"
+        el = ET.SubElement(parent, "Directory", a)
+        for name in sorted(coll.locked):
+            ET.SubElement(el, "Field", locked="1", name=name)
+        return el
+
+    def _coll_listing(self, sec, query, headers):
+        colls = sorted((c for c in self._coll_state().values() if c.section is sec), key=lambda c: c.title.lower())
+        root = ET.Element("MediaContainer", allowSync="0", identifier=LIBRARY_IDENTIFIER,
+                          librarySectionID=str(sec.key), librarySectionTitle=sec.title,
+                          librarySectionUUID=sec.uuid, title1=sec.title, title2="Collections",
+                          viewGroup="collection")
+        if query.get("includeMeta", ["0"])[0] == "1":
+            self._meta_elem(root, sec, collections=True)
+        title = (query.get("title") or [None])[0]
+        if title is not None:
+            colls = [c for c in colls if title.lower() in c.title.lower()]
+        start, size = self._page_params(query, headers)
+        end = len(colls) if size is None else min(len(colls), start + size)
+        page = colls[start:end] if start < end else []
+        root.set("size", str(len(page)))
+        root.set("totalSize", str(len(colls)))
+        root.set("offset", str(start))
+        for coll in page:
+            self._coll_elem(root, coll)
+        return 200, self._xml(root)
+
+    # -- routes -----------------------------------------------------------------
+    def _get_collections(self, sid, query, headers=None, **kw):
+        sec = self._sections.get(int(sid))
+        if sec is None:
+            raise _HTTPError(404)
+        return self._coll_listing(sec, query, headers)
+
+    def _get_collection(self, rk, **kw):
+        coll = self._coll_or_404(rk)
+        root = ET.Element("MediaContainer", size="1", allowSync="1", identifier=LIBRARY_IDENTIFIER,
+                          librarySectionID=str(coll.section.key), librarySectionTitle=coll.section.title,
+                          librarySectionUUID=coll.section.uuid)
+        self._coll_elem(root, coll)
+        return 200, self._xml(root)
+
+    def _get_collection_children(self, rk, query, headers=None, **kw):
+        coll = self._coll_or_404(rk)
+        root = ET.Element("MediaContainer", allowSync="1", identifier=LIBRARY_IDENTIFIER,
+                          librarySectionID=str(coll.section.key), librarySectionTitle=coll.section.title,
+                          librarySectionUUID=coll.section.uuid, title1=coll.section.title, title2=coll.title)
+        self._listing(root, self._coll_members(coll), query, headers)
+        return 200, self._xml(root)
+
+    def _delete_collection(self, rk, **kw):
+        coll = self._coll_or_404(rk)
+        for it in self._coll_members(coll):
+            it.tags["collection"] = [n for n in it.tags["collection"] if n.lower() != coll.title.lower()]
+            it.tags = {k: v for k, v in it.tags.items() if v}
+            self._touch(it)
+        del self._coll_state()[coll.rk]
+        return 200, None
+
+    def _post_collection_images(self, rk, kind, query, body, **kw):
+        coll = self._coll_state().get(int(rk))
+        if coll is None:
+            return self._post_images(rk, kind, query=query, body=body, **kw)
+        if not body or kind != "posters":
+            raise _HTTPError(400)
+        coll.posters.append(f"upload://posters/{hashlib.sha1(body).hexdigest()}")
+        coll.locked.add("thumb")
+        coll.updated = max(int(time.time()), coll.updated + 1)
+        return 200, None
+
+    def _get_collection_posters(self, rk, **kw):
+        coll = self._coll_state().get(int(rk))
+        if coll is None:
+            return self._get_images(rk, "posters", **kw)
+        root = ET.Element("MediaContainer", size=str(len(coll.posters)), identifier=LIBRARY_IDENTIFIER)
+        for i, key in enumerate(coll.posters):
+            url = f"/library/metadata/{coll.rk}/file?url={quote(key, safe='')}"
+            ET.SubElement(root, "Photo", key=url, ratingKey=key, thumb=url,
+                          selected="1" if i == len(coll.posters) - 1 else "0")
+        return 200, self._xml(root)
+
+    def _put_collection_edit(self, sec, qsl):
+        """``PUT /library/sections/{id}/all?type=18&id=..``: title/summary of collections."""
+        params = {k: v for k, v in qsl if not k.startswith("X-Plex-") and k != "type"}
+        ids = params.pop("id", "")
+        colls = [self._coll_or_404(x) for x in ids.split(",") if x.strip().isdigit()]
+        if not colls or any(c.section is not sec for c in colls):
+            raise _HTTPError(400 if not colls else 404)
+        for k, raw in params.items():
+            m = re.fullmatch(r"(title|titleSort|summary|contentRating|thumb)\.(value|locked)", k)
+            if not m:
+                raise _HTTPError(400)
+        for coll in colls:
+            for k, raw in params.items():
+                field, what = k.split(".")
+                if what == "locked":
+                    (coll.locked.add if raw == "1" else coll.locked.discard)(field)
+                elif field == "summary":
+                    coll.summary = raw or None
+                elif field == "title" and raw:
+                    coll.title = raw
+            coll.updated = max(int(time.time()), coll.updated + 1)
+        return 200, None
+
+
+class PlexEmulator(_CollectionsMixin):
     """A fake PMS with a stateful library.  See module docstring."""
 
     def __init__(self, token: str = "plex-test-token-0123456789", latency: float = 0.0):
@@ -530,6 +755,7 @@ class PlexEmulator:
             self._by_file[f] = rk
         sec.order_version += 1
         sec.all_version += 1
+        self._collections_from_items(sec, [it])  # see _CollectionsMixin
         return it
 
     @staticmethod
@@ -723,7 +949,7 @@ class PlexEmulator:
 
     def _route(self, method, path, query, qsl, body, headers):
         lookup_method = "GET" if method == "HEAD" else method
-        for m, rx, name in self._ROUTES:
+        for m, rx, name in self._COLLECTION_ROUTES + self._ROUTES:
             if m != lookup_method:
                 continue
             match = rx.match(path)
@@ -860,19 +1086,6 @@ class PlexEmulator:
             for key, title in ops:
                 ET.SubElement(fe, "Operator", key=key, title=title)
         return meta
-
-    def _get_collections(self, sid, query, **kw):
-        sec = self._sections.get(int(sid))
-        if sec is None:
-            raise _HTTPError(404)
-        root = ET.Element("MediaContainer", size="0", totalSize="0", offset="0",
-                          allowSync="0", identifier=LIBRARY_IDENTIFIER,
-                          librarySectionID=str(sec.key), librarySectionTitle=sec.title,
-                          librarySectionUUID=sec.uuid, title1=sec.title, title2="Collections",
-                          viewGroup="collection")
-        if query.get("includeMeta", ["0"])[0] == "1":
-            self._meta_elem(root, sec, collections=True)
-        return 200, self._xml(root)
 
     def _get_filter_choices(self, sid, tag, query, **kw):
         sec = self._sections.get(int(sid))
@@ -1240,6 +1453,8 @@ class PlexEmulator:
         sec = self._sections.get(int(sid))
         if sec is None:
             raise _HTTPError(404)
+        if query.get("type") == ["18"]:
+            return self._coll_listing(sec, query, kw["headers"])  # collections: see _CollectionsMixin
         sort = next((v for k, v in reversed(qsl) if k == "sort"), None)
         ordered = self._sorted(sec.items.values(), sort, sec)
         items, _, limit = self._filter_items(ordered, qsl)
@@ -1328,6 +1543,8 @@ class PlexEmulator:
         sec = self._sections.get(int(sid))
         if sec is None:
             raise _HTTPError(404)
+        if dict(qsl).get("type") == "18":
+            return self._put_collection_edit(sec, qsl)  # see _CollectionsMixin
         params = {}
         for k, v in qsl:
             params[k] = v  # last one wins, like PMS
@@ -1430,6 +1647,7 @@ class PlexEmulator:
                 it.title_changed()
                 sec.order_version += 1
             self._touch(it)
+        self._collections_from_items(sec, targets)  # see _CollectionsMixin
         return 200, None
 
     @staticmethod

@@ -78,7 +78,7 @@ SCENE_SORTS = frozenset({
 
 _SCENE_FIELDS = ("title", "details", "date", "rating100", "code", "director", "urls", "organized",
                  "studio", "performers", "tags", "files", "screenshot", "screenshot_type",
-                 "updated_at", "created_at")
+                 "updated_at", "created_at", "groups")
 
 # A stored file is an exact tuple in this order (VideoFile fields, plus oshash).
 FILE_FIELDS = ("id", "path", "basename", "size", "duration", "format", "width", "height", "video_codec",
@@ -279,7 +279,89 @@ def _full_date(value: str) -> str:
 # ---------------------------------------------------------------------------
 # the emulator
 
-class StashEmulator:
+# ---------------------------------------------------------------------------
+# Studios, groups and images (issue 13).
+#
+# As Stash serves them: ``Studio.parent_studio`` (types/studio.graphql),
+# ``Scene.groups: [SceneGroup!]!`` with ``SceneGroup.group`` (types/scene.graphql),
+# ``Group.front_image_path`` / ``synopsis`` (types/group.graphql). Image URLs
+# carry ``?t=<updated_at unix>`` and ``&default=true`` when the entity has no
+# image (internal/api/urlbuilders/studio.go, group.go, performer.go); the
+# routes ``/studio/{id}/image``, ``/group/{id}/frontimage`` and
+# ``/performer/{id}/image`` then serve a placeholder. Without credentials they
+# answer 302 to /login like every non-GraphQL route when Stash has a password
+# (internal/api/authentication.go).
+
+class _StudiosGroupsMixin:
+    """StashEmulator's studio/group/performer metadata and images."""
+
+    def set_studio(self, name: str, *, parent: Optional[str] = None, details: Optional[str] = None,
+                   image: Optional[bytes] = None) -> None:
+        """Give a studio a parent, details and an image; its updated_at moves (so its image URL)."""
+        with self._lock:
+            entity = self._entity(self._studios, name)
+            if parent is not None:
+                self._entity(self._studios, parent)
+            self._extras("studio")[name] = {"parent": parent, "details": details, "image": image}
+            self._bump_entity(entity)
+
+    def set_group(self, name: str, *, synopsis: Optional[str] = None, front_image: Optional[bytes] = None) -> None:
+        with self._lock:
+            entity = self._entity(self._groups_table(), name)
+            self._extras("group")[name] = {"synopsis": synopsis, "image": front_image}
+            self._bump_entity(entity)
+
+    def set_performer_image(self, name: str, image: Optional[bytes]) -> None:
+        with self._lock:
+            entity = self._entity(self._performers, name)
+            self._extras("performer")[name] = {"image": image}
+            self._bump_entity(entity)
+
+    # -- internals --------------------------------------------------------------
+    def _extras(self, kind: str) -> Dict[str, Dict[str, Any]]:
+        return self.__dict__.setdefault("_entity_extras", {}).setdefault(kind, {})
+
+    def _groups_table(self) -> Dict[str, _Entity]:
+        return self.__dict__.setdefault("_groups", {})
+
+    def _bump_entity(self, entity: _Entity) -> None:
+        entity.updated_dt = self._stamp(strictly_after_last=True)
+        entity.updated_at = format_time(entity.updated_dt, self.tz)
+        self._version += 1
+
+    def _entity_extra_view(self, view: Dict[str, Any], entity: _Entity, kind: str, base: str) -> None:
+        extra = self._extras(kind).get(entity.name, {})
+        if extra.get("image"):
+            view["image_path"] = view["image_path"].replace("&default=true", "")
+        if kind == "studio":
+            view["details"] = extra.get("details") or ""
+            parent = extra.get("parent")
+            if parent and parent in self._studios:
+                view["parent_studio"] = self._entity_view(self._studios[parent], "studio", base)
+
+    def _group_view(self, name: str, base: str) -> Dict[str, Any]:
+        entity = self._groups_table()[name]
+        extra = self._extras("group").get(name, {})
+        unix = int(entity.updated_dt.timestamp())
+        image = f"{base}/group/{entity.id}/frontimage?t={unix}" + ("" if extra.get("image") else "&default=true")
+        return {"group": {"id": str(entity.id), "name": entity.name, "synopsis": extra.get("synopsis") or None,
+                          "front_image_path": image, "created_at": entity.created_at,
+                          "updated_at": entity.updated_at, "urls": [], "aliases": None},
+                "scene_index": None}
+
+    def _entity_image(self, kind: str, entity_id: str) -> Tuple[int, str, bytes]:
+        table = {"studio": self._studios, "performer": self._performers, "group": self._groups_table()}[kind]
+        with self._lock:
+            entity = next((e for e in table.values() if str(e.id) == entity_id), None)
+            if entity is None:
+                return 404, "text/plain; charset=utf-8", b"Not Found\n"
+            image = self._extras(kind).get(entity.name, {}).get("image")
+            if not image:
+                return 200, "image/svg+xml", PLACEHOLDER_SVG
+            return 200, "image/jpeg", bytes(image)
+
+
+class StashEmulator(_StudiosGroupsMixin):
     """A threaded HTTP stand-in for Stash on 127.0.0.1 (a free port)."""
 
     def __init__(self, *, api_key: Optional[str] = None, require_auth: bool = False,
@@ -534,6 +616,11 @@ class StashEmulator:
                 scene[key] = tuple(names)
             elif key == "files":
                 scene["files"] = self._make_files(value, scene["updated_at"] or format_time(self._now(), self.tz))
+            elif key == "groups":  # see _StudiosGroupsMixin
+                names = [str(n) for n in (value or ())]
+                for name in names:
+                    self._entity(self._groups_table(), name)
+                scene["groups"] = tuple(names)
             elif key == "screenshot":
                 scene["screenshot"] = value
             elif key == "screenshot_type":
@@ -553,7 +640,8 @@ class StashEmulator:
                   studio: Optional[str] = None, performers: Sequence[str] = (),
                   tags: Sequence[str] = (), files: Sequence[Any] = (),
                   screenshot: Any = DEFAULT_SCREENSHOT, screenshot_type: str = "image/jpeg",
-                  updated_at: Optional[str] = None, created_at: Optional[str] = None) -> int:
+                  updated_at: Optional[str] = None, created_at: Optional[str] = None,
+                  groups: Sequence[str] = ()) -> int:
         """Store a scene; returns its id. ``files`` are paths (or dicts with ``path`` and
         VideoFile overrides); ``screenshot=None`` means no cover (SVG placeholder)."""
         with self._lock:
@@ -576,7 +664,7 @@ class StashEmulator:
             changes = {"title": title, "details": details, "date": date, "rating100": rating100,
                        "code": code, "director": director, "urls": urls, "organized": organized,
                        "studio": studio, "performers": performers, "tags": tags,
-                       "screenshot": screenshot, "screenshot_type": screenshot_type}
+                       "screenshot": screenshot, "screenshot_type": screenshot_type, "groups": groups}
             if created_at is not None:
                 changes["created_at"] = created_at
             if updated_at is not None:
@@ -882,6 +970,7 @@ class StashEmulator:
             view["parent_studio"] = None
         elif kind == "performer":
             view["disambiguation"] = ""
+        self._entity_extra_view(view, entity, kind, base)  # see _StudiosGroupsMixin
         return view
 
     @staticmethod
@@ -924,6 +1013,7 @@ class StashEmulator:
             "studio": self._entity_view(studio, "studio", base) if studio else None,
             "performers": [self._entity_view(self._performers[n], "performer", base) for n in scene["performers"]],
             "tags": [self._entity_view(self._tags[n], "tag", base) for n in scene["tags"]],
+            "groups": [self._group_view(n, base) for n in scene.get("groups", ())],
         }
 
     # -- HTTP-level behaviour (called by the handler) ----------------------------
@@ -1119,6 +1209,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if match and method in ("GET", "HEAD"):
                 status, ctype, data = emu._screenshot(match.group(1))
                 self._send(status, ctype, data)
+                return
+            match = re.fullmatch(r"/(studio|performer)/([^/]+)/image|/(group)/([^/]+)/frontimage", path)
+            if match and method in ("GET", "HEAD"):  # see _StudiosGroupsMixin
+                kind, ident = (match.group(1), match.group(2)) if match.group(1) else (match.group(3), match.group(4))
+                self._send(*emu._entity_image(kind, ident))
                 return
             if path in ("/login", "/") and method in ("GET", "HEAD"):
                 self._send(200, "text/html; charset=utf-8", LOGIN_PAGE)
