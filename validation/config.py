@@ -39,6 +39,10 @@ class PlexSyncConfig(BaseModel):
     path_map: str = Field("", description="Stash=>Plex path prefixes, e.g. /data/stash=>/media/stash; several separated by ;")
     strict_mode: bool = Field(False, description="Reject invalid scene metadata (DLQ) instead of sanitizing it")
     dlq_retention_days: int = Field(30, ge=1, le=365, description="Days dead-letter entries are kept")
+    # -- Plex -> Stash watch history (history/) --
+    import_watch_history: bool = Field(False, description="Also import Plex plays and resume points while the background worker runs")
+    history_accounts: str = Field("", description="Plex accounts whose plays are imported: names separated by commas, or all; empty is the server owner")
+    # -- end watch history --
     stash_url: str = Field("", description="Stash base URL (derived from the connection Stash passes)")
     stash_api_key: str = Field("", description="Stash API key (optional; the session cookie is used otherwise)")
     stash_session_cookie: str = Field("", description="Stash session cookie (passed by Stash on every run)")
@@ -98,6 +102,7 @@ UI_SETTINGS = (
     "plex_url", "plex_token", "plex_library", "enabled", "max_retries",
     "poll_interval", "strict_matching", "preserve_plex_edits",
     "connect_timeout", "read_timeout", "path_map",
+    "import_watch_history", "history_accounts",
 )
 
 

@@ -17,6 +17,7 @@ from typing import Callable, Optional
 
 from common.errors import ConfigError, StashUnavailable
 from common.locking import FileLock
+from history.run import maybe_import
 from worker.processor import BatchResult, Processor
 
 log = logging.getLogger("plexsync.worker")
@@ -170,6 +171,7 @@ def _background(config, paths, conn, worker_lock: FileLock) -> None:
     log.info("[PlexSync Worker] Background worker started (pid %d)", _pid())
     try:
         while True:
+            maybe_import(ctx, time.time())  # Plex watch history, when enabled (history/run.py)
             drainer = Drainer(ctx)
             drainer.drain_background(config.poll_interval)
             counts = dict(drainer.total.counts)

@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from common import log as plog
 from common.errors import ConfigError, InvalidSceneData, StashUnavailable
+from history.run import import_task
 from sync_queue.queue import make_job
 from validation.scene import scene_from_stash
 
@@ -304,6 +305,7 @@ TASKS: Dict[str, Callable] = {
     "retry_dlq": retry_dlq,
     "clear_dlq": clear_dlq,
     "purge_dlq": purge_dlq,
+    "import_watch_history": import_task,  # Plex -> Stash plays and resume points (history/)
 }
 # Need no Plex connection (and so no valid Plex settings).
 OFFLINE_TASKS = {"queue_status", "clear_dlq", "purge_dlq"}

@@ -335,8 +335,19 @@ class _PlayMixin:
         return {"sceneAddPlay": self._resolve_scene_add_play,
                 "sceneSaveActivity": self._resolve_scene_save_activity}
 
+    def fail_plays_after(self, n: Optional[int]) -> None:
+        """Fault injection: after ``n`` more successful ``sceneAddPlay`` calls, each
+        one fails like a locked database (None: never)."""
+        with self._lock:
+            self.__dict__["_plays_left"] = n
+
     def _resolve_scene_add_play(self, info, id, times=None):
         with self._lock:
+            left = self.__dict__.get("_plays_left")
+            if left is not None:
+                if left <= 0:
+                    raise GraphQLError("inserting into scenes_view_dates: database is locked")
+                self.__dict__["_plays_left"] = left - 1
             scene_id = _scene_id_arg(self, id, fk_error=True)
             when = [parse_timestamp(t, self.tz) for t in times] if times else [datetime.now(self.tz)]
             act = _activity_of(self, scene_id)
