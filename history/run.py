@@ -37,5 +37,9 @@ def maybe_import(ctx, now: float) -> None:
     if not ctx.config.import_watch_history:
         return
     last = HistoryState(ctx.paths.history_state).last_run
-    if last is None or now - last >= BACKGROUND_EVERY:
+    if last is not None and now - last < BACKGROUND_EVERY:
+        return
+    try:
         run_import(ctx)
+    except Exception:  # noqa: BLE001 - an import bug must not stop the worker's syncing
+        log.exception("[PlexSync] Watch history import failed; the worker carries on syncing")
