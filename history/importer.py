@@ -60,14 +60,13 @@ def import_history(config, paths, server, store, stash, now: Optional[Callable[[
     try:
         state = HistoryState(paths.history_state)
         summary = Summary()
-        plays, newest = _read_plays(config, server, state.watermark, summary, (now or time.time)())
+        plays = _read_plays(config, server, state, summary, (now or time.time)())
         resume_now = plex_side.resume_points(server)
         resume = {rk: off for rk, off in resume_now.items() if state.resume.get(rk) != off}
         # A finished item leaves Continue Watching and gets a play: its resume point is gone.
         resume.update({rk: 0 for rk in state.resume if rk not in resume_now and rk in plays})
         links = _links(set(plays) | set(resume), state, store, stash, config.path_mappings)
         _write(stash, plays, resume, links, state, summary)
-        state.watermark = max(newest, state.watermark or 0) or state.watermark
         state.resume = resume_now
         state.save()
         log.info("[PlexSync] %s", summary.text())
@@ -78,33 +77,43 @@ def import_history(config, paths, server, store, stash, now: Optional[Callable[[
 
 # -- Plex side -------------------------------------------------------------------
 
-def _read_plays(config, server, since, summary: Summary, now: float) -> Tuple[Dict[int, Set[int]], int]:
-    """ratingKey -> play times of the chosen accounts; and the newest time seen."""
+def _read_plays(config, server, state: HistoryState, summary: Summary, now: float) -> Dict[int, Set[int]]:
+    """ratingKey -> play times of the chosen accounts; moves the watermark in ``state``
+    (saved by the caller only once Stash took the writes)."""
     wanted, known = _accounts(config, server)
     ask_for = next(iter(wanted)) if wanted is not None and len(wanted) == 1 else None
+    since = state.watermark
+    top, edge = since or 0, set(state.edge) if since else set()
     plays: Dict[int, Set[int]] = {}
-    newest = 0
     for page in plex_side.history_pages(server, since, account_id=ask_for):
         for play in page:
+            who = (play.rating_key or 0, play.account_id or 0)
+            if since is not None and play.viewed_at == since and who in state.edge:
+                continue  # the watermark's own second, read by the last run already
             summary.entries += 1
             reason = _skip_reason(play, wanted, known, now)
+            if reason != "bad_time":
+                if play.viewed_at > top:
+                    top, edge = play.viewed_at, set()
+                if play.viewed_at == top:
+                    edge.add(who)
             if reason == "other_account":
                 continue
             if reason:
                 summary.skipped[reason] += 1
                 continue
             plays.setdefault(play.rating_key, set()).add(play.viewed_at)
-            newest = max(newest, play.viewed_at)
-    return plays, newest
+    state.watermark, state.edge = (top or None), edge
+    return plays
 
 
 def _skip_reason(play, wanted: Optional[Set[int]], known: Set[int], now: float) -> Optional[str]:
+    if play.viewed_at is None or play.viewed_at <= 0 or play.viewed_at > now + FUTURE_SLACK:
+        return "bad_time"
     if play.account_id not in known:
         return "unknown_account"
     if wanted is not None and play.account_id not in wanted:
         return "other_account"
-    if play.viewed_at is None or play.viewed_at <= 0 or play.viewed_at > now + FUTURE_SLACK:
-        return "bad_time"
     if play.rating_key is None:
         return "deleted"
     return None
