@@ -8,7 +8,7 @@ import time
 import requests
 
 from tests.e2e import STASH_API_KEY, env  # noqa: F401
-from tests.test_cli import EXIT_OK, cli, stash_args
+from tests.test_cli import EXIT_CONFIG, EXIT_OK, cli, stash_args
 from tests.test_e2e_tasks import counts
 
 TASK = "Import Plex Watch History"
@@ -153,6 +153,7 @@ def test_cli_import_reports_counts_as_json(env):
     text = cli(env, "--import-history", *stash_args(env), environ={"STASH_API_KEY": STASH_API_KEY})
     assert text.returncode == EXIT_OK and figures(text.stdout)[0] == 0
     assert plays(env, s1) == [T0]
+    assert cli(env, "--import-history").returncode == EXIT_CONFIG  # it writes to Stash: needs --stash-url
 
 
 def test_background_worker_imports_when_enabled_at_most_every_few_minutes(env):
