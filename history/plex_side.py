@@ -59,10 +59,21 @@ def history_pages(server, since: Optional[int], account_id: Optional[int] = None
 
 def _play(entry) -> Play:
     # A deleted item's entry has no key (pkkid/python-plexapi #1267, #1269).
-    rating_key = int(entry.ratingKey) if getattr(entry, "key", None) and entry.ratingKey else None
-    viewed = getattr(entry, "viewedAt", None)
-    return Play(rating_key=rating_key, viewed_at=int(viewed.timestamp()) if viewed else None,
-                account_id=getattr(entry, "accountID", None))
+    rating_key = _whole(entry.ratingKey) if getattr(entry, "key", None) else None
+    return Play(rating_key=rating_key, viewed_at=_epoch(getattr(entry, "viewedAt", None)),
+                account_id=_whole(getattr(entry, "accountID", None)))
+
+
+def _whole(value) -> Optional[int]:
+    """plexapi casts a malformed number to NaN: that is no id."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _epoch(when) -> Optional[int]:
+    try:
+        return int(when.timestamp()) if when is not None else None
+    except (OverflowError, OSError, ValueError):  # a time outside what the platform represents
+        return None
 
 
 def resume_points(server) -> Dict[int, int]:

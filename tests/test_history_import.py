@@ -141,3 +141,14 @@ def test_stash_down_raises_and_saves_nothing(make):
         rig.run()
     rig.stash.clear_faults()
     assert rig.run().plays_added == 1
+
+
+def test_odd_times_are_skipped(make):
+    rig = make()
+    (s1, r1), *_ = rig.pairs.items()
+    for when in (None, 0, -5, 4_102_444_800):  # missing, the epoch, before it, year 2100
+        rig.plex.add_play(r1, when)
+    rig.plex.add_play(r1, T0)
+    summary = rig.run()
+    assert (summary.plays_added, summary.skipped["bad_time"]) == (1, 4)
+    assert rig.plays(s1) == [T0]
