@@ -3,6 +3,7 @@
     python process_queue.py --plex-url http://plex:32400 --plex-library Stash   # token from $PLEX_TOKEN
     python process_queue.py --stats-only [--json]
     python process_queue.py --dlq-list | --dlq-requeue [SCENE_ID] | --dlq-purge [--days N] | --dlq-clear
+    python process_queue.py --import-history --stash-url http://localhost:9999 [--json]   # for cron
 
 Exit codes: 0 done, 1 some jobs failed or still wait for a retry, 2 configuration
 error, 3 nothing to do, 4 another PlexSync worker is processing the queue.
@@ -54,6 +55,8 @@ def parse_args(argv):
                        help="move dead-letter entries (all, or one scene's) back to the queue")
     group.add_argument("--dlq-purge", action="store_true", help="delete dead-letter entries older than --days")
     group.add_argument("--dlq-clear", action="store_true", help="delete every dead-letter entry")
+    group.add_argument("--import-history", action="store_true",
+                       help="import new Plex plays and resume points into Stash (needs --stash-url)")
     p.add_argument("--days", type=int, default=None,
                    help="age for --dlq-purge (default: the dlq_retention_days default, 30)")
     args = p.parse_args(argv)
@@ -84,7 +87,38 @@ def main(argv=None) -> int:
         return stats(paths, args.json)
     if args.dlq_list or args.dlq_requeue or args.dlq_purge or args.dlq_clear:
         return dlq_command(paths, args)
+    if args.import_history:
+        return import_history_command(paths, args)
     return process(paths, args)
+
+
+def import_history_command(paths, args) -> int:
+    """Plex -> Stash watch history (history/); the counts on stdout."""
+    from history.importer import ImportBusy  # plexapi and stashapi: after ensure()
+    from history.run import run_import
+    from worker.context import build_context
+
+    register_secret(args.plex_token)
+    register_secret(args.stash_api_key)
+    if not args.stash_url:
+        print("--import-history writes to Stash: pass --stash-url (and the API key in $STASH_API_KEY)",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        config, conn = load_cli_config(args)
+    except ConfigError as exc:
+        print(f"Configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    ctx = build_context(config, paths, conn)
+    try:
+        summary, error = run_import(ctx)
+    finally:
+        ctx.close()
+    if summary is None:
+        print(error, file=sys.stderr)
+        return EXIT_BUSY if isinstance(error, ImportBusy) else EXIT_FAILED
+    print(json.dumps(summary.counts(), indent=2) if args.json else summary.text())
+    return EXIT_OK
 
 
 def stats(paths, as_json: bool) -> int:

@@ -32,6 +32,9 @@ class DataPaths:
         self.drain_lock = join("drain.lock")
         self.task_lock = join("task.lock")
         self.worker_log = join("worker.log")
+        # Plex -> Stash watch-history import: watermark, what Plex said, links.
+        self.history_state = join("history_state.json")
+        self.history_lock = join("history.lock")
 
     def ensure(self) -> "DataPaths":
         """Create the data folders, owner-only on POSIX (they hold job data)."""

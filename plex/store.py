@@ -102,6 +102,10 @@ class MatchStore:
                 out.append((rk, section))
         return out
 
+    def parts(self, rating_key: int) -> List[Tuple[str, str]]:
+        """(path key, basename key) of each media part of one item (the history import)."""
+        return list(self._db.execute("SELECT path, base FROM items WHERE rating_key = ?", (rating_key,)))
+
     def add(self, rows: Iterable[Row]) -> None:
         """Record items found outside a rebuild (title search hits)."""
         rows = list(rows)

@@ -52,3 +52,12 @@ def test_matching_prints_cold_and_warm_per_size():
 def test_queue_ops_prints_cost_per_job(batch):
     out = run_bench("queue_ops.py", "--jobs", "60", "--batch", batch)
     assert re.search(rf"^take \+ settle \(drain\)\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}$", out, re.M)
+
+
+def test_history_import_prints_requests_per_run():
+    out = run_bench("history_import.py", "--entries", "250", "--items", "20", "--latency", "0")
+    for label in ("first", "again", r"new plays \(\+2\)"):
+        assert re.search(rf"^## {label}$", out, re.M), label
+    assert "250 plays added to 20 scenes" in out
+    assert len(re.findall(r"history pages, \d+ other; Stash requests: \d+", out)) == 3
+    assert len(re.findall(r": (MET|MISSED)", out)) == 2

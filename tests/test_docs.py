@@ -28,7 +28,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 README = ROOT / "README.md"
-PRODUCT = ("PlexSync.py", "process_queue.py", "common", "hooks", "plex", "sync_queue", "validation", "worker")
+PRODUCT = ("PlexSync.py", "process_queue.py", "common", "history", "hooks", "plex", "sync_queue", "validation", "worker")
 
 
 def read(path: Path) -> str:

@@ -76,7 +76,8 @@ def test_full_run_leaks_no_secret_and_creates_owner_only_files(tmp_path):
         env.runner.kill_workers()
         env.settings(plex_token=PLEX_TOKEN)
         # Every task, and the command-line tool with its token in the environment.
-        for task in ("Queue Status", "Retry Failed Jobs", "Sync All Scenes to Plex", "Process Queue", "Queue Status"):
+        for task in ("Queue Status", "Retry Failed Jobs", "Sync All Scenes to Plex", "Process Queue", "Queue Status",
+                     "Import Plex Watch History"):
             texts.append(env.runner.run_task(task))
         cli_env = dict(env.runner.env(), PLEX_TOKEN=PLEX_TOKEN, STASH_API_KEY=STASH_API_KEY)
         for args in (["--stats-only", "--json"], ["--dlq-list"], ["--dlq-list", "--json"],
@@ -109,7 +110,7 @@ def test_full_run_leaks_no_secret_and_creates_owner_only_files(tmp_path):
         content = path.read_bytes()
         size += len(content)
         leaks += [(name, path.name) for name, value in secrets.items() if value.encode() in content]
-    record("secrets: full run (hooks, worker, 7 tasks, CLI)", outputs_checked=len(texts), data_files=files,
+    record("secrets: full run (hooks, worker, 8 tasks, CLI)", outputs_checked=len(texts), data_files=files,
            data_dirs=dirs, bytes_scanned=size, dlq_rows=len(dlq_rows), secrets_found=len(leaks),
            files_not_owner_only=len(loose))
     assert {e["error_type"] for e in dlq_rows} >= {"SceneHasNoFile"}

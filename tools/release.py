@@ -21,7 +21,7 @@ PLUGIN_ID = "PlexSync"
 
 # Top-level files, and packages whose *.py files ship (nothing else from them).
 RUNTIME_FILES = ("PlexSync.py", "PlexSync.yml", "requirements.txt", "process_queue.py", "LICENSE")
-RUNTIME_PACKAGES = ("common", "hooks", "plex", "sync_queue", "validation", "worker")
+RUNTIME_PACKAGES = ("common", "history", "hooks", "plex", "sync_queue", "validation", "worker")
 
 
 def runtime_files(root: Path = ROOT) -> list:

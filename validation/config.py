@@ -46,6 +46,10 @@ class PlexSyncConfig(BaseModel):
     content_rating: str = Field("", description="Content rating written to every synced item, e.g. XXX; empty leaves Plex's value alone")
     skip_fields: str = Field("", description="Fields PlexSync never writes, separated by commas")
     exclude_tags: str = Field("", description="Stash tags never sent to Plex as genres, separated by commas")
+    # -- Plex -> Stash watch history (history/) --
+    import_watch_history: bool = Field(False, description="Also import Plex plays and resume points while the background worker runs")
+    history_accounts: str = Field("", description="Plex accounts whose plays are imported: names separated by commas, or all; empty is the server owner")
+    # -- end watch history --
     stash_url: str = Field("", description="Stash base URL (derived from the connection Stash passes)")
     stash_api_key: str = Field("", description="Stash API key (optional; the session cookie is used otherwise)")
     stash_session_cookie: str = Field("", description="Stash session cookie (passed by Stash on every run)")
@@ -141,6 +145,7 @@ UI_SETTINGS = (
     "connect_timeout", "read_timeout", "path_map",
     "studio_collections", "group_collections", "tag_collections", "content_rating",
     "skip_fields", "exclude_tags",
+    "import_watch_history", "history_accounts",
 )
 
 

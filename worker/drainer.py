@@ -21,6 +21,7 @@ from common import defaults
 from common import log as plog
 from common.errors import ConfigError, StashUnavailable
 from common.locking import FileLock
+from history.run import maybe_import
 from worker.context import build_context, read_config
 from worker.launch import release_claim
 from worker.processor import BatchResult, Processor
@@ -190,6 +191,7 @@ def _background(config, paths, conn, worker_lock: FileLock) -> None:
     log.info("[PlexSync Worker] Background worker started (pid %d)", os.getpid())
     try:
         while True:
+            maybe_import(ctx, time.time())  # Plex watch history, when enabled (history/run.py)
             drainer = Drainer(ctx)
             drainer.drain_background(config.poll_interval)
             counts = dict(drainer.total.counts)

@@ -144,6 +144,10 @@ class StashClient:
             raise StashUnavailable("Stash returned no data")
         return result
 
+    def graphql(self, query: str, variables: Dict[str, Any]) -> Dict[str, Any]:
+        """Any other Stash query (the watch-history import's), errors translated."""
+        return self._call(query, variables)
+
     def scenes(self, scene_ids: Iterable[int]) -> Dict[int, Dict[str, Any]]:
         """Fetch scenes by id in one request; missing ids are absent (deleted).
 

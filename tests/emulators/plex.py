@@ -1139,6 +1139,7 @@ class PlexEmulator(_CollectionsMixin):
         a["duration"] = str(duration)
         a["addedAt"] = str(it.added)
         a["updatedAt"] = str(it.updated)
+        self._watch_attrs(a, rk)  # viewOffset, viewCount, lastViewedAt (watch history block)
         el = ET.SubElement(parent, "Video", a)
         for i, f in enumerate(it.files):
             mid = rk * 10 + i
@@ -1842,3 +1843,163 @@ class PlexEmulator(_CollectionsMixin):
             self._create_item(sec, title, [f], {})
         sec.scanned = int(time.time())
         sec.updated = sec.scanned
+
+    # ================================================================== watch history
+    # Plays, resume points and accounts (PlexSync's history import, issue 14).
+    # Sources: plexapi 4.18.3 server.py ``history()`` (sends ``sort``,
+    # ``accountID``, ``metadataItemID``, ``librarySectionID`` and, for
+    # ``mindate``, ``viewedAt>=<epoch>``; pages with X-Plex-Container-*),
+    # base.py ``PlexHistory`` (entry attributes ``historyKey``, ``viewedAt``,
+    # ``accountID``, ``deviceID``), server.py ``SystemAccount`` (``/accounts``,
+    # the owner is account 1: library.py ``history`` passes ``accountID=1``),
+    # ``continueWatching()`` (``/hubs/continueWatching/items``),
+    # mixins/played_unplayed.py (``/:/scrobble``, ``/:/unscrobble``) and
+    # base.py ``updateProgress`` (``/:/progress?key=&time=&state=``).
+    # A deleted item's history entry keeps its play but loses ``key``
+    # (pkkid/python-plexapi #1267/#1269). Marking an item played adds no
+    # history entry (plexapi tests/test_history.py asserts an empty history
+    # after ``markPlayed``). viewOffset/viewCount/lastViewedAt are the
+    # owner's (the token's account) and PMS omits them while they are 0.
+
+    def _watch_state(self):
+        if not hasattr(self, "_hist"):
+            self._hist = {"entries": [], "watch": {}, "ids": itertools.count(1),
+                          "accounts": {1: "plexowner"}}
+        return self._hist
+
+    def add_account(self, account_id: int, name: str) -> None:
+        with self._lock:
+            self._watch_state()["accounts"][int(account_id)] = name
+
+    def add_play(self, rating_key: int, viewed_at: int | None = None, account_id: int = 1,
+                 *, device_id: int = 1) -> None:
+        """A finished play, as PMS records it (``viewed_at`` None: an entry without a time)."""
+        with self._lock:
+            st = self._watch_state()
+            it = self._items[int(rating_key)]
+            st["entries"].append({"id": next(st["ids"]), "rk": it.rk, "section": it.section.key,
+                                  "title": it.vals.get("title") or "", "type": it.type,
+                                  "viewedAt": viewed_at, "accountID": int(account_id),
+                                  "deviceID": device_id})
+            if int(account_id) == 1:
+                w = st["watch"].setdefault(it.rk, {})
+                w["viewCount"] = w.get("viewCount", 0) + 1
+                w["lastViewedAt"] = viewed_at or int(time.time())
+                w.pop("viewOffset", None)
+
+    def set_progress(self, rating_key: int, offset_ms: int) -> None:
+        with self._lock:
+            self._progress(int(rating_key), int(offset_ms))
+
+    def watch_state(self, rating_key: int) -> dict:
+        with self._lock:
+            return dict(self._watch_state()["watch"].get(int(rating_key), {}))
+
+    def _progress(self, rk: int, offset: int) -> None:
+        if rk not in self._items:
+            raise _HTTPError(404)
+        w = self._watch_state()["watch"].setdefault(rk, {})
+        w["viewOffset"] = offset
+        w["lastViewedAt"] = int(time.time())
+
+    def _watch_attrs(self, a: dict, rk: int) -> None:
+        for k, val in self._watch_state()["watch"].get(rk, {}).items():
+            if val:
+                a[k] = str(val)
+
+    def _entry_elem(self, parent, e: dict) -> None:
+        a = {"historyKey": f"/status/sessions/history/{e['id']}", "ratingKey": str(e["rk"]),
+             "librarySectionID": str(e["section"]), "title": e["title"], "type": e["type"],
+             "accountID": str(e["accountID"]), "deviceID": str(e["deviceID"])}
+        if e["rk"] in self._items:
+            a["key"] = f"/library/metadata/{e['rk']}"
+        if e["viewedAt"] is not None:
+            a["viewedAt"] = str(e["viewedAt"])
+        ET.SubElement(parent, "Video", a)
+
+    _HISTORY_FILTERS = {
+        "accountID": lambda e, v: e["accountID"] == int(v),
+        "metadataItemID": lambda e, v: e["rk"] == int(v),
+        "librarySectionID": lambda e, v: e["section"] == int(v),
+        # PMS filter operators: ``>=``/``<=`` inclusive, ``>>=``/``<<=`` strict.
+        "viewedAt>": lambda e, v: e["viewedAt"] is not None and e["viewedAt"] >= int(v),
+        "viewedAt>>": lambda e, v: e["viewedAt"] is not None and e["viewedAt"] > int(v),
+        "viewedAt<": lambda e, v: e["viewedAt"] is not None and e["viewedAt"] <= int(v),
+        "viewedAt<<": lambda e, v: e["viewedAt"] is not None and e["viewedAt"] < int(v),
+    }
+
+    def _get_history(self, query, qsl, **kw):
+        entries = list(self._watch_state()["entries"])
+        for k, v in qsl:
+            test = self._HISTORY_FILTERS.get(k)
+            if test is not None:
+                try:
+                    entries = [e for e in entries if test(e, v)]
+                except ValueError:
+                    raise _HTTPError(400) from None
+        sort = next((v for k, v in reversed(qsl) if k == "sort"), None)
+        if sort:
+            field, _, direction = sort.partition(":")
+            if field != "viewedAt":
+                raise _HTTPError(400)
+            entries.sort(key=lambda e: (e["viewedAt"] or 0, e["id"]), reverse=direction == "desc")
+        start, size = self._page_params(query, kw["headers"])
+        end = len(entries) if size is None else min(len(entries), start + size)
+        root = ET.Element("MediaContainer", size=str(max(0, end - start)), totalSize=str(len(entries)),
+                          offset=str(start))
+        for e in entries[start:end]:
+            self._entry_elem(root, e)
+        return 200, self._xml(root)
+
+    def _get_accounts(self, **kw):
+        accounts = self._watch_state()["accounts"]
+        root = ET.Element("MediaContainer", size=str(len(accounts)), identifier="com.plexapp.system.accounts")
+        for aid, name in sorted(accounts.items()):
+            ET.SubElement(root, "Account", id=str(aid), key=f"/accounts/{aid}", name=name,
+                          defaultAudioLanguage="en", autoSelectAudio="1", defaultSubtitleLanguage="en",
+                          subtitleMode="0", thumb="")
+        return 200, self._xml(root)
+
+    def _get_continue_watching(self, query, qsl, **kw):
+        watch = self._watch_state()["watch"]
+        items = [self._items[rk] for rk, w in watch.items() if w.get("viewOffset") and rk in self._items]
+        items.sort(key=lambda it: watch[it.rk].get("lastViewedAt", 0), reverse=True)
+        root = ET.Element("MediaContainer", identifier=LIBRARY_IDENTIFIER,
+                          hubKey="/hubs/continueWatching/items")
+        self._listing(root, items, query, kw["headers"], with_section=True)
+        return 200, self._xml(root)
+
+    def _item_from_query(self, query) -> int:
+        try:
+            rk = int((query.get("key") or [""])[0])
+        except ValueError:
+            raise _HTTPError(400) from None
+        if rk not in self._items:
+            raise _HTTPError(404)
+        return rk
+
+    def _get_scrobble(self, query, **kw):
+        w = self._watch_state()["watch"].setdefault(self._item_from_query(query), {})
+        w["viewCount"] = w.get("viewCount", 0) + 1
+        w["lastViewedAt"] = int(time.time())
+        w.pop("viewOffset", None)
+        return 200, None
+
+    def _get_unscrobble(self, query, **kw):
+        self._watch_state()["watch"].pop(self._item_from_query(query), None)
+        return 200, None
+
+    def _get_progress(self, query, **kw):
+        rk = self._item_from_query(query)
+        self._progress(rk, int((query.get("time") or ["0"])[0]))
+        return 200, None
+
+    _ROUTES = _ROUTES + [
+        ("GET", re.compile(r"^/status/sessions/history/all$"), "_get_history"),
+        ("GET", re.compile(r"^/accounts$"), "_get_accounts"),
+        ("GET", re.compile(r"^/hubs/continueWatching/items$"), "_get_continue_watching"),
+        ("GET", re.compile(r"^/:/scrobble$"), "_get_scrobble"),
+        ("GET", re.compile(r"^/:/unscrobble$"), "_get_unscrobble"),
+        ("GET", re.compile(r"^/:/progress$"), "_get_progress"),
+    ]
+    # ================================================================== end watch history

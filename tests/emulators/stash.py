@@ -361,7 +361,109 @@ class _StudiosGroupsMixin:
             return 200, "image/jpeg", bytes(image)
 
 
-class StashEmulator(_StudiosGroupsMixin):
+# ===========================================================================
+# plays and resume points (PlexSync's watch-history import, issue 14)
+#
+# As stashapp/stash cf3489e does it:
+# * internal/api/resolver_mutation_scene.go ``SceneAddPlay`` converts the
+#   times to local time and calls ``AddViews``; pkg/sqlite/table.go
+#   ``addDates`` inserts one row per time, with no de-duplication, whole
+#   seconds in UTC, and with no times inserts *now*; it answers the scene's
+#   whole play history (``count`` = its length), newest first (``getDates``
+#   orders by date DESC). An unknown scene id fails on the foreign key.
+# * ``SceneSaveActivity`` -> pkg/sqlite/scene.go ``SaveActivity``: checks the
+#   id exists, sets ``resume_time`` and adds ``playDuration`` to
+#   ``play_duration``; answers true.
+# * Neither mutation runs ``ExecutePostHooks`` (no Scene.Update.Post hook,
+#   ../shared/reference/stash-plugin-protocol.md section 2 "Not hooked") and
+#   neither touches ``updated_at``: the emulator fires nothing and keeps it.
+# * ``play_count`` is the number of plays, ``last_played_at`` the newest.
+# ===========================================================================
+
+_RELATIVE = re.compile(r"^([<>])(\d+)([smhd])$")
+
+
+def parse_timestamp(value: Any, tz: timezone) -> datetime:
+    """Stash's ``Timestamp`` input: RFC3339, or ``<4h`` (past) / ``>5m`` (future)."""
+    rel = _RELATIVE.match(str(value).strip())
+    if rel:
+        sign = -1 if rel.group(1) == "<" else 1
+        delta = timedelta(seconds=int(rel.group(2)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[rel.group(3)])
+        return (datetime.now(tz) + sign * delta).replace(microsecond=0)
+    try:
+        return parse_time(value, tz)
+    except ValueError:
+        raise GraphQLError(f"invalid timestamp {value!r}") from None
+
+
+def _activity_of(emu: "StashEmulator", scene_id: int) -> Dict[str, Any]:
+    table = emu.__dict__.setdefault("_activity", {})
+    return table.setdefault(scene_id, {"plays": [], "resume_time": 0.0, "play_duration": 0.0})
+
+
+def _scene_id_arg(emu: "StashEmulator", id: Any, *, fk_error: bool) -> int:
+    try:
+        scene_id = int(id)
+    except ValueError:
+        raise GraphQLError(f'converting id: strconv.Atoi: parsing "{id}": invalid syntax') from None
+    if scene_id not in emu._scenes:
+        raise GraphQLError("inserting into scenes_view_dates: FOREIGN KEY constraint failed" if fk_error
+                           else f"scene with id {scene_id} not found")
+    return scene_id
+
+
+class _PlayMixin:
+    def _play_resolvers(self) -> Dict[str, Callable]:
+        return {"sceneAddPlay": self._resolve_scene_add_play,
+                "sceneSaveActivity": self._resolve_scene_save_activity}
+
+    def fail_plays_after(self, n: Optional[int]) -> None:
+        """Fault injection: after ``n`` more successful ``sceneAddPlay`` calls, each
+        one fails like a locked database (None: never)."""
+        with self._lock:
+            self.__dict__["_plays_left"] = n
+
+    def _resolve_scene_add_play(self, info, id, times=None):
+        with self._lock:
+            left = self.__dict__.get("_plays_left")
+            if left is not None:
+                if left <= 0:
+                    raise GraphQLError("inserting into scenes_view_dates: database is locked")
+                self.__dict__["_plays_left"] = left - 1
+            scene_id = _scene_id_arg(self, id, fk_error=True)
+            when = [parse_timestamp(t, self.tz) for t in times] if times else [datetime.now(self.tz)]
+            act = _activity_of(self, scene_id)
+            act["plays"].extend(t.astimezone(timezone.utc).replace(microsecond=0) for t in when)
+            history = sorted(act["plays"], reverse=True)
+            return {"count": len(history), "history": [format_time(t, self.tz) for t in history]}
+
+    def _resolve_scene_save_activity(self, info, id, resume_time=None, playDuration=None):
+        with self._lock:
+            act = _activity_of(self, _scene_id_arg(self, id, fk_error=False))
+            if resume_time is not None:
+                act["resume_time"] = float(resume_time)
+            if playDuration is not None:
+                act["play_duration"] += float(playDuration)
+            return True
+
+    def _activity_view(self, scene_id: int) -> Dict[str, Any]:
+        act = self.__dict__.get("_activity", {}).get(scene_id) or {"plays": [], "resume_time": 0.0,
+                                                                   "play_duration": 0.0}
+        history = sorted(act["plays"], reverse=True)
+        return {"last_played_at": format_time(history[0], self.tz) if history else None,
+                "resume_time": act["resume_time"], "play_duration": act["play_duration"],
+                "play_count": len(history), "play_history": [format_time(t, self.tz) for t in history]}
+
+    def play_history(self, scene_id: int) -> List[datetime]:
+        """The scene's plays (UTC datetimes), newest first, for tests."""
+        with self._lock:
+            return sorted(self.__dict__.get("_activity", {}).get(int(scene_id), {}).get("plays", []),
+                          reverse=True)
+
+# =========================================================================== end plays
+
+
+class StashEmulator(_StudiosGroupsMixin, _PlayMixin):
     """A threaded HTTP stand-in for Stash on 127.0.0.1 (a free port)."""
 
     def __init__(self, *, api_key: Optional[str] = None, require_auth: bool = False,
@@ -404,6 +506,7 @@ class StashEmulator(_StudiosGroupsMixin):
             "findScenes": self._resolve_find_scenes,
             "configurePlugin": self._resolve_configure_plugin,
         }
+        self._root.update(self._play_resolvers())  # plays and resume points (watch-history block)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -996,8 +1099,7 @@ class StashEmulator(_StudiosGroupsMixin):
             "urls": list(scene["urls"]), "date": scene["date"], "rating100": scene["rating100"],
             "organized": scene["organized"], "o_counter": 0, "interactive": False,
             "interactive_speed": None, "created_at": scene["created_at"], "updated_at": scene["updated_at"],
-            "last_played_at": None, "resume_time": 0.0, "play_duration": 0.0, "play_count": 0,
-            "play_history": [], "o_history": [],
+            **self._activity_view(sid), "o_history": [],
             "files": [self._file_view(f) for f in scene["files"]],
             "paths": {
                 "screenshot": f"{base}/scene/{sid}/screenshot?t={int(scene['updated_dt'].timestamp())}",
@@ -1072,6 +1174,7 @@ class StashEmulator(_StudiosGroupsMixin):
             if scene["screenshot"] is None:
                 return 200, "image/svg+xml", PLACEHOLDER_SVG
             return 200, scene["screenshot_type"], bytes(scene["screenshot"])
+
 
 
 class _LazyScenes:

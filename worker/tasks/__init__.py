@@ -14,6 +14,7 @@ import logging
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from common.errors import ConfigError, StashUnavailable
+from history.run import import_task
 from worker.context import build_context, read_config
 from worker.tasks.offline import clear_dlq, purge_dlq, queue_status
 from worker.tasks.process import process_queue, retry_dlq
@@ -29,6 +30,7 @@ TASKS: Dict[str, Callable] = {
     "retry_dlq": retry_dlq,
     "clear_dlq": clear_dlq,
     "purge_dlq": purge_dlq,
+    "import_watch_history": import_task,  # Plex -> Stash plays and resume points (history/)
 }
 # Need no Plex connection (and so no valid Plex settings).
 OFFLINE_TASKS = {"queue_status", "clear_dlq", "purge_dlq"}

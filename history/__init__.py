@@ -1,0 +1,1 @@
+"""Plex -> Stash: plays and resume points (the watch-history import)."""
