@@ -177,15 +177,19 @@ def test_task_and_cli_run_in_that_install(installed):
     assert "\x01" not in cli.stdout + cli.stderr
 
 
+def install_lacking(name, installed, base, bare_python, pdm_fixture, release_dir) -> SourceRunner:
+    """A second install that lacks one package (copied from the first, to spare PyPI)."""
+    env = installed[0]
+    runner = make_install(base, env.stash, (release_dir / "PlexSync.zip").read_bytes(), bare_python, pdm_fixture)
+    deps = runner.plugins_dir / "community" / "py_dependencies"
+    shutil.copytree(env.runner.plugins_dir / "community" / "py_dependencies", deps)
+    shutil.rmtree(deps / f"{name}_{PINS[name][1]}")
+    return runner
+
+
 def test_task_before_the_packages_installs_them_with_progress(installed, tmp_path, bare_python, pdm_fixture,
                                                               release_dir):
-    """A second install that lacks one package (copied from the first, to spare PyPI)."""
-    env, _, _, _ = installed
-    runner = make_install(tmp_path, env.stash, (release_dir / "PlexSync.zip").read_bytes(), bare_python,
-                          pdm_fixture)
-    shutil.copytree(env.runner.plugins_dir / "community" / "py_dependencies",
-                    runner.plugins_dir / "community" / "py_dependencies")
-    shutil.rmtree(runner.plugins_dir / "community" / "py_dependencies" / f"tenacity_{PINS['tenacity'][1]}")
+    runner = install_lacking("tenacity", installed, tmp_path, bare_python, pdm_fixture, release_dir)
     result = runner.run_task("Queue Status")
     assert result.error is None and result.output.startswith("Queue: 0 pending"), result.stderr
     assert result.has_log("PythonDepManager: installing tenacity==9.2.1 (1/1)", "info")
@@ -216,3 +220,13 @@ def test_pdm_reads_our_specs_as_exact_pins(pdm_fixture):
     for name, (dist, pinned) in PINS.items():
         info = parse_package_spec(pdm_spec(name))
         assert (info.import_name, info.pip_name, info.version, info.min_version) == (name, dist, pinned, None)
+
+
+def test_cli_installs_what_is_missing_in_plain_lines(installed, tmp_path, bare_python, pdm_fixture, release_dir):
+    runner = install_lacking("tenacity", installed, tmp_path, bare_python, pdm_fixture, release_dir)
+    (runner.plugin_dir / "data").mkdir()
+    cli = subprocess.run([runner.python, str(runner.plugin_dir / "process_queue.py"), "--stats-only"],
+                         capture_output=True, text=True, timeout=300, env=bare_env())
+    assert cli.returncode == 0, cli.stderr
+    assert "PythonDepManager" in cli.stderr and "tenacity" in cli.stderr  # PDM's own log lines, made plain
+    assert "\x01" not in cli.stdout + cli.stderr
