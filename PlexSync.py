@@ -89,6 +89,7 @@ def _dispatch(payload, paths, worker_mode: bool):
     if worker_mode:
         log.setup(log_file=paths.ensure().worker_log)
         _install_then_replay(paths, ensure)
+        _first_contact(payload, paths)
         from worker.drainer import run_background
 
         return run_background(payload, paths), None
@@ -101,10 +102,12 @@ def _dispatch(payload, paths, worker_mode: bool):
             ensure(("persistqueue", "pydantic"), probe=True)
         except InstallNeeded:
             return _hook_before_install(payload, paths)
+        _first_contact(payload, paths)
         from hooks.handler import handle
 
         return handle(payload, paths)
     _install_then_replay(paths, ensure, progress=_task_progress)
+    _first_contact(payload, paths)
     from worker.tasks import run_task
 
     return run_task(payload, paths)
@@ -117,6 +120,16 @@ def _install_then_replay(paths, ensure, progress=None) -> None:
     ensure(install=True, progress=progress)
     if pending.count(paths):
         pending.replay(paths)
+
+
+def _first_contact(payload, paths) -> None:
+    """Once per install, show the defaults in force on Stash's settings page."""
+    from common.plugin_settings import MARKER
+
+    if not os.path.exists(os.path.join(paths.root, MARKER)):  # one stat on the every-save path
+        from common.plugin_settings import once
+
+        once(paths, payload.get("server_connection") or {})
 
 
 def _task_progress(fraction: float) -> None:

@@ -84,6 +84,11 @@ class SourceRunner(PluginRunner):
         argv[0] = self.python
         return argv
 
+    def _stdin(self, args):
+        from tests.test_windows import stash_stdin
+
+        return stash_stdin(self, args)
+
     def env(self):
         return bare_env(self.plugin_dir.parent, **self.extra_env)  # Stash: PYTHONPATH = the source folder
 
@@ -230,3 +235,9 @@ def test_cli_installs_what_is_missing_in_plain_lines(installed, tmp_path, bare_p
     assert cli.returncode == 0, cli.stderr
     assert "PythonDepManager" in cli.stderr and "tenacity" in cli.stderr  # PDM's own log lines, made plain
     assert "\x01" not in cli.stdout + cli.stderr
+
+
+def test_settings_page_shows_the_config_in_force_after_first_contact(installed):
+    from tests.test_plugin_settings import page_matches
+
+    page_matches(installed[0].stash.plugin_settings("PlexSync"))
