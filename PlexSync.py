@@ -124,9 +124,9 @@ def _install_then_replay(paths, ensure, progress=None) -> None:
 
 def _first_contact(payload, paths) -> None:
     """Once per install, show the defaults in force on Stash's settings page."""
-    from common.plugin_settings import MARKER
-
-    if not os.path.exists(os.path.join(paths.root, MARKER)):  # one stat on the every-save path
+    # common.plugin_settings.MARKER, spelled out: importing that module (urllib)
+    # would cost every save ~10 ms; one stat is all the every-save path does.
+    if not os.path.exists(os.path.join(paths.root, "settings_defaults.json")):
         from common.plugin_settings import once
 
         once(paths, payload.get("server_connection") or {})

@@ -93,7 +93,7 @@ def _complete(folder: str, name: str) -> bool:
 
 
 def activate(names, homes=None) -> list:
-    """Put PDM's complete folders for ``names`` first on sys.path (no process
+    """Put PDM's complete folders for ``names`` on sys.path (no process
     spawned); the names still missing there."""
     missing = list(names)
     for home in pdm_homes() if homes is None else homes:
@@ -101,9 +101,19 @@ def activate(names, homes=None) -> list:
             folder = package_folder(home, name)
             if _complete(folder, name):
                 if folder not in sys.path:
-                    sys.path.insert(0, folder)
+                    sys.path.insert(_before_site_packages(), folder)
                 missing.remove(name)
     return missing
+
+
+def _before_site_packages() -> int:
+    """Ahead of installed packages (PDM's pinned copies win, as with PDM), but
+    after the standard library, whose every import would otherwise look in
+    PDM's folders first."""
+    for index, entry in enumerate(sys.path):
+        if os.path.basename(entry) in ("site-packages", "dist-packages"):
+            return index
+    return len(sys.path)
 
 
 # -- ensure ---------------------------------------------------------------------------
@@ -239,8 +249,9 @@ def prerequisite_problem(which=None, pip_runs=None, platform: "str | None" = Non
         return None
     where = " inside the Stash container (docker exec -it <stash container> sh)" \
         if (platform or _platform()) == "alpine" else ""
-    return (f"{PDM} needs {' and '.join(lacking)}, which {'is' if len(lacking) == 1 else 'are'} missing for "
-            f"{sys.executable}. Run{where}: " + " && ".join(tool_command(t, platform) for t in lacking))
+    tools, verb = " and ".join(lacking), "is" if len(lacking) == 1 else "are"
+    commands = " && ".join(tool_command(t, platform) for t in lacking)
+    return f"{PDM} needs {tools}, which {verb} missing for {sys.executable}. Run{where}: {commands}"
 
 
 def install_hint() -> str:

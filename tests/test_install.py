@@ -30,6 +30,7 @@ from tests.runner import PluginRunner, scene_update
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = "plexsync"  # PlexSync's source local path (docs/install.md)
 INSTALL_TIMEOUT = 600  # pip from PyPI, six packages
+pytestmark = pytest.mark.timeout(INSTALL_TIMEOUT + 300)  # the first test's set-up installs them
 
 
 def bare_env(pythonpath=None, **extra):
@@ -38,6 +39,7 @@ def bare_env(pythonpath=None, **extra):
            and not k.startswith("PYTEST")}
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # Stash's environment: Python caches bytecode
     env.update(extra)
     return env
 
@@ -241,3 +243,48 @@ def test_settings_page_shows_the_config_in_force_after_first_contact(installed):
     from tests.test_plugin_settings import page_matches
 
     page_matches(installed[0].stash.plugin_settings("PlexSync"))
+
+
+def test_without_git_the_save_is_kept_and_the_error_says_what_to_run(installed, tmp_path, bare_python,
+                                                                     pdm_fixture, release_dir):
+    env = installed[0]
+    runner = make_install(tmp_path, env.stash, (release_dir / "PlexSync.zip").read_bytes(), bare_python,
+                          pdm_fixture)
+    sid, rk = env.scene_with_item(4, title="Kept while git was missing")
+    no_git = tmp_path / "empty-path"
+    no_git.mkdir()
+    runner.extra_env = {"PATH": str(no_git)}
+    result = runner.run_hook(scene_update(sid, title="Kept while git was missing"))
+    runner.extra_env = {}
+    assert result.parsed and result.output is None, result.stderr
+    assert "PythonDepManager needs git, which is missing" in result.error and "Run" in result.error
+    assert len(list((runner.data_dir / "pending").glob("*.json"))) == 1
+    # git installed (here: the packages arrive some other way): the next task syncs the kept save.
+    shutil.copytree(env.runner.plugins_dir / "community" / "py_dependencies",
+                    runner.plugins_dir / "community" / "py_dependencies")
+    task = runner.run_task("Process Queue")
+    assert task.error is None, task.stderr
+    assert not list((runner.data_dir / "pending").glob("*.json"))
+    assert env.plex.item(rk)["title"] == "Kept while git was missing"
+
+
+def test_missing_git_or_pip_names_the_command_for_the_platform():
+    from common.deps import prerequisite_problem
+
+    both = prerequisite_problem(which=lambda name: None, pip_runs=False, platform="alpine")
+    assert "needs git and pip" in both and "docker exec" in both
+    assert both.endswith("apk add --no-cache git && apk add --no-cache py3-pip")
+    assert prerequisite_problem(which=lambda name: None, pip_runs=True, platform="windows").endswith(
+        "Run: winget install --id Git.Git -e")
+    assert "apt-get install -y python3-pip" in prerequisite_problem(which=shutil.which, pip_runs=False,
+                                                                     platform="debian")
+    assert prerequisite_problem(which=lambda name: "/usr/bin/git", pip_runs=True) is None
+
+
+def test_externally_managed_python_gets_a_command_that_works(monkeypatch):
+    from common import deps
+
+    monkeypatch.setattr(deps, "externally_managed", lambda: False)
+    assert "--break-system-packages" not in deps.install_hint()
+    monkeypatch.setattr(deps, "externally_managed", lambda: True)  # PEP 668, e.g. Stash's Alpine image
+    assert deps.install_hint().endswith("requirements.txt\" --break-system-packages")

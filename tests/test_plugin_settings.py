@@ -99,3 +99,9 @@ def test_first_contact_happens_once(env, tmp_path):
     env.hook(sid, scene_update(sid, title="Title 1"))
     env.settle()
     assert "enabled" not in env.stash.plugin_settings("PlexSync")  # not rewritten on every save
+
+
+def test_the_every_save_path_checks_the_same_marker_without_importing_this_module():
+    source = (ROOT / "PlexSync.py").read_text(encoding="utf-8")
+    assert f'"{plugin_settings.MARKER}"' in source
+    assert "from common.plugin_settings import MARKER" not in source
