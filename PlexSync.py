@@ -28,7 +28,11 @@ def _too_old() -> str:
 
 def _read_input() -> dict:
     """One JSON object from Stash, UTF-8 encoded (never the console's code page)."""
-    raw = sys.stdin.buffer.read().decode("utf-8") if not sys.stdin.isatty() else ""
+    buffer = getattr(sys.stdin, "buffer", None)  # None: an in-memory text stream (tests)
+    if sys.stdin.isatty():
+        raw = ""
+    else:
+        raw = buffer.read().decode("utf-8") if buffer is not None else sys.stdin.read()
     payload = json.loads(raw) if raw.strip() else {}
     if not isinstance(payload, dict):
         raise ValueError("input is not a JSON object")
@@ -46,7 +50,8 @@ def main(argv) -> int:
     if os.name == "posix":
         os.umask(0o077)  # data files hold job data: owner-only
     for stream in (sys.stdout, sys.stderr):  # Stash reads UTF-8, whatever the console's code page
-        stream.reconfigure(encoding="utf-8", errors="backslashreplace")
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(encoding="utf-8", errors="backslashreplace")
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from common import log
     from common.deps import MissingDependency

@@ -12,6 +12,7 @@ the background); that takes a minute, once per module.
 """
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -288,3 +289,14 @@ def test_externally_managed_python_gets_a_command_that_works(monkeypatch):
     assert "--break-system-packages" not in deps.install_hint()
     monkeypatch.setattr(deps, "externally_managed", lambda: True)  # PEP 668, e.g. Stash's Alpine image
     assert deps.install_hint().endswith("requirements.txt\" --break-system-packages")
+
+
+def test_an_old_python_gets_a_clear_error(tmp_path):
+    """Python 3.10 is the minimum: checked before anything else is imported."""
+    code = ("import runpy, sys; sys.version_info = (3, 9, 18); sys.argv = ['PlexSync.py']; "
+            f"runpy.run_path({str(ROOT / 'PlexSync.py')!r}, run_name='__main__')")
+    run = subprocess.run([sys.executable, "-c", code], input=b"{}", capture_output=True, timeout=60)
+    result = json.loads(run.stdout)
+    assert result["output"] is None and result["error"].startswith("PlexSync needs Python 3.10 or newer")
+    assert "(Python 3.9)" in result["error"] and "python_path" in result["error"]
+    assert b"\x01e\x02[PlexSync] PlexSync needs Python 3.10" in run.stderr
