@@ -300,3 +300,27 @@ def test_an_old_python_gets_a_clear_error(tmp_path):
     assert result["output"] is None and result["error"].startswith("PlexSync needs Python 3.10 or newer")
     assert "(Python 3.9)" in result["error"] and "python_path" in result["error"]
     assert b"\x01e\x02[PlexSync] PlexSync needs Python 3.10" in run.stderr
+
+
+@pytest.mark.parametrize("pdm_at,plexsync_at", [
+    ("community", "plexsync/PlexSync"),  # both from sources (Stash's package manager)
+    ("plexsync", "plexsync/PlexSync"),   # PythonDepManager in PlexSync's own source folder
+    ("community", "PlexSync"),           # PlexSync unzipped by hand into plugins/
+    ("plexsync/PlexSync", "plexsync/PlexSync"),  # inside PlexSync's own folder
+])
+def test_python_dep_manager_is_found_wherever_stash_put_it(tmp_path, pdm_at, plexsync_at):
+    from common.deps import pdm_homes
+
+    plugins = tmp_path / "plugins"
+    (plugins / pdm_at / "PythonDepManager").mkdir(parents=True)
+    (plugins / pdm_at / "PythonDepManager" / "__init__.py").write_text("")
+    (plugins / plexsync_at).mkdir(parents=True, exist_ok=True)
+    (plugins / "other" / "SomePlugin").mkdir(parents=True)
+    assert pdm_homes(str(plugins / plexsync_at)) == [str(plugins / pdm_at)]
+
+
+def test_no_python_dep_manager_anywhere(tmp_path):
+    from common.deps import pdm_homes
+
+    (tmp_path / "plugins" / "plexsync" / "PlexSync").mkdir(parents=True)
+    assert pdm_homes(str(tmp_path / "plugins" / "plexsync" / "PlexSync")) == []
