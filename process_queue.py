@@ -70,9 +70,10 @@ def main(argv=None) -> int:
     if os.name == "posix":
         os.umask(0o077)
     # Under a progress bar, a line per scene would garble it: warnings and errors only.
+    plog.terminal_stderr()  # PythonDepManager and stashapi print Stash's \x01 codes: plain lines here
     plog.setup(level=logging.WARNING if sys.stdout.isatty() else logging.INFO, plain=True)
     try:
-        ensure()
+        ensure(install=True)  # finds PythonDepManager's packages itself; installs what is missing
     except MissingDependency as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG

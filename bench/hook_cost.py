@@ -1,6 +1,6 @@
 """Hook cost: whole-process wall time of the Scene.Update.Post hook beside two floors.
 
-Usage: python bench/hook_cost.py [--runs 30] [--warmup 3] [--importtime]
+Usage: python bench/hook_cost.py [--runs 30] [--warmup 3] [--importtime] [--pdm]
 
 Measured in ONE run, interleaved round by round (the order rotates each
 round, so drift and order effects hit every kind alike):
@@ -22,6 +22,17 @@ Wall time runs from Popen to exit with both pipes read, as Stash waits.
 The system is warm: one hook before the rounds reads the settings from the
 Stash emulator and caches the verdict in config_state.json, as happens on
 the first save after Stash starts; every measured hook uses that cache.
+--pdm measures the install users get from the plugin sources instead: the
+real PythonDepManager (../shared/fixtures) in plugins/community/, PlexSync
+from the release zip in plugins/plexsync/, run by a fresh venv without
+PlexSync's packages; a first hook installs them from PyPI (a minute) before
+the rounds. There the persist-queue floor imports PDM's copy of
+persist-queue, and one more kind is measured:
+
+  pdm/ensure_import the floor's Python calling PDM's ensure_import for the
+                    hook's two packages, as every hook did before PlexSync
+                    found PDM's folders itself
+
 Nothing is asserted; the target of issue 5 (hook <= 1.15 x the persist-queue
 floor, medians) is printed as MET/MISSED.
 """
@@ -54,6 +65,12 @@ FLOOR_PQ = (
 )
 OWN_PACKAGES = ("common", "hooks", "sync_queue", "worker", "plex", "validation")
 KINDS = ("floor/python", "floor/persistq", "hook/steady", "hook/first")
+PDM_KINDS = KINDS + ("pdm/ensure_import",)
+PDM_ENSURE = (
+    "from PythonDepManager import ensure_import\n"
+    "ensure_import({specs})\n"
+    "import persistqueue\n"
+)
 
 
 def timed(argv, stdin: bytes, env, cwd) -> float:
@@ -94,6 +111,15 @@ class Bench:
         self.floor_dir = str(base / "floor-queue")
         self.lock = FileLock(self.runner.data_dir / "worker.lock")
         self.next_scene = 0
+        self.python = sys.executable
+        self.floor_env = self.env
+        self.kinds = KINDS
+
+    def first_contact(self) -> None:
+        """Read the settings from Stash and cache the verdict (spawns a worker)."""
+        self.hook()
+        self.runner.wait_idle(60)
+        _wait_workers_gone(self.runner.plugin_dir)
 
     def stdin(self) -> bytes:
         self.next_scene += 1
@@ -108,11 +134,17 @@ class Bench:
         return elapsed
 
     def run(self, kind: str) -> float:
-        py = sys.executable
+        py = self.python
         if kind == "floor/python":
-            return timed([py, "-c", "pass"], self.stdin(), self.env, self.cwd)[0]
+            return timed([py, "-c", "pass"], self.stdin(), self.floor_env, self.cwd)[0]
         if kind == "floor/persistq":
-            return timed([py, "-c", FLOOR_PQ.format(path=self.floor_dir)], self.stdin(), self.env, self.cwd)[0]
+            return timed([py, "-c", FLOOR_PQ.format(path=self.floor_dir)], self.stdin(), self.floor_env,
+                         self.cwd)[0]
+        if kind == "pdm/ensure_import":
+            from common.deps import pdm_spec
+
+            code = PDM_ENSURE.format(specs=", ".join(repr(pdm_spec(n)) for n in ("persistqueue", "pydantic")))
+            return timed([py, "-c", code], self.stdin(), self.pdm_env, self.cwd)[0]
         if kind == "hook/steady":
             self.lock.acquire()  # "a worker runs": the hook must not spawn one
             return self.hook()
@@ -130,6 +162,39 @@ class Bench:
         self.runner.kill_workers()
         self.plex.stop()
         self.stash.stop()
+
+
+class PdmBench(Bench):
+    """The PythonDepManager install (see --pdm in the module doc)."""
+
+    def __init__(self, base: Path, scenes: int) -> None:
+        from common.deps import PINS
+        from tests.test_install import bare_env, make_install
+        from tools.release import build_zip
+
+        super().__init__(base, scenes)
+        pdm = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "PythonDepManager"
+        if not pdm.is_dir():
+            raise SystemExit(f"--pdm needs the real PythonDepManager at {pdm}")
+        venv = base / "venv"
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        self.python = str(venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python"))
+        self.runner = make_install(base / "pdm", self.stash, build_zip(), self.python, pdm)
+        self.env = self.runner.env()
+        self.lock = FileLock(self.runner.data_dir / "worker.lock")
+        deps = self.runner.plugins_dir / "community" / "py_dependencies"
+        self.floor_env = bare_env(deps / f"persistqueue_{PINS['persistqueue'][1]}")
+        self.pdm_env = bare_env(self.runner.plugins_dir / "community")
+        self.kinds = PDM_KINDS
+
+    def first_contact(self) -> None:
+        """The first save after installing: packages install in the background (from PyPI)."""
+        _, out = timed(self.runner.command(), self.stdin(), self.env, self.cwd)
+        print(f"first save after install: {json.loads(out)}")
+        started = time.perf_counter()
+        self.runner.wait_idle(900)
+        _wait_workers_gone(self.runner.plugin_dir)
+        print(f"packages installed and the save synced {time.perf_counter() - started:.0f} s later")
 
 
 def importtime(bench: Bench, top: int = 15) -> None:
@@ -158,34 +223,34 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=30, help="measured rounds (each runs every kind once)")
     parser.add_argument("--warmup", type=int, default=3, help="unmeasured rounds first")
     parser.add_argument("--importtime", action="store_true", help="also list the hook's costliest imports")
+    parser.add_argument("--pdm", action="store_true", help="the PythonDepManager install (see the module doc)")
     args = parser.parse_args(argv)
-    print_header("hook cost (whole-process wall time)")
+    print_header("hook cost (whole-process wall time)" + (", PythonDepManager install" if args.pdm else ""))
     print(f"rounds: {args.runs} measured + {args.warmup} warm-up; config: cached verdict in config_state.json "
           f"(written by a first hook that read the settings from the Stash emulator)")
     sys.stdout.flush()
 
     base = Path(tempfile.mkdtemp(prefix="plexsync-hookbench-"))
-    bench = Bench(base, scenes=2 * (args.runs + args.warmup) * len(KINDS) + 2)
+    bench = (PdmBench if args.pdm else Bench)(base, scenes=2 * (args.runs + args.warmup) * len(PDM_KINDS) + 2)
     try:
-        bench.hook()  # reads the settings from Stash, caches the verdict, spawns a worker
-        bench.runner.wait_idle(60)
-        _wait_workers_gone(bench.runner.plugin_dir)
-        times = {kind: [] for kind in KINDS}
+        bench.first_contact()
+        kinds = bench.kinds
+        times = {kind: [] for kind in kinds}
         for rnd in range(args.warmup + args.runs):
-            shift = rnd % len(KINDS)
-            for kind in KINDS[shift:] + KINDS[:shift]:
+            shift = rnd % len(kinds)
+            for kind in kinds[shift:] + kinds[:shift]:
                 elapsed = bench.run(kind)
                 if rnd >= args.warmup:
                     times[kind].append(elapsed)
         print(f"\n{'kind':16s} {'median ms':>10s} {'p95 ms':>8s} {'min ms':>8s}  n")
-        for kind in KINDS:
+        for kind in kinds:
             values = times[kind]
             print(f"{kind:16s} {median(values) * 1000:10.1f} {percentile(values, 95) * 1000:8.1f} "
                   f"{min(values) * 1000:8.1f}  {len(values)}")
         floor = times["floor/persistq"]
         py = times["floor/python"]
         print("\n## ratios to the persist-queue floor (median, p95)")
-        for kind in ("hook/steady", "hook/first"):
+        for kind in kinds[2:]:
             hook = times[kind]
             print(f"{kind:16s} {median(hook) / median(floor):.3f} x   {percentile(hook, 95) / percentile(floor, 95):.3f} x"
                   f"   (hook - python -c pass: {(median(hook) - median(py)) * 1000:.1f} ms)")

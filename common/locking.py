@@ -8,20 +8,33 @@ save and the filelock package alone costs ~60 ms of import time.
 
 import os
 
-if os.name == "nt":  # pragma: no cover - exercised on Windows only
-    import msvcrt
+# The byte that carries the lock, past the pid text: Windows locks are
+# mandatory, so locking byte 0 would make the holder's pid unreadable.
+LOCK_OFFSET = 1024
 
-    def _try_lock(fd: int) -> bool:
+
+def msvcrt_locks(msvcrt):
+    """(try_lock, unlock) on Windows' msvcrt, a module argument so tests can run it."""
+
+    def try_lock(fd: int) -> bool:
         try:
-            os.lseek(fd, 0, os.SEEK_SET)
+            os.lseek(fd, LOCK_OFFSET, os.SEEK_SET)
             msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
             return True
         except OSError:
             return False
 
-    def _unlock(fd: int) -> None:
-        os.lseek(fd, 0, os.SEEK_SET)
+    def unlock(fd: int) -> None:
+        os.lseek(fd, LOCK_OFFSET, os.SEEK_SET)
         msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+    return try_lock, unlock
+
+
+if os.name == "nt":  # pragma: no cover - exercised on Windows only
+    import msvcrt
+
+    _try_lock, _unlock = msvcrt_locks(msvcrt)
 
 else:
     import fcntl
@@ -57,6 +70,7 @@ class FileLock:
             self._fd = fd
             if record_pid:
                 os.ftruncate(fd, 0)
+                os.lseek(fd, 0, os.SEEK_SET)
                 os.write(fd, str(os.getpid()).encode())
             return True
         os.close(fd)

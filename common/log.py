@@ -90,3 +90,47 @@ def progress(fraction: float, stream=None) -> None:
     out = stream or sys.stderr
     out.write(f"\x01p\x02{min(1.0, max(0.0, fraction)):.4f}\n")
     out.flush()
+
+
+class PlainLines:
+    """A text stream that turns Stash's ``\\x01<level>\\x02msg`` lines into ``LEVEL msg``.
+
+    For a terminal: PythonDepManager and stashapi log in Stash's protocol
+    whatever runs them; progress lines are dropped.
+    """
+
+    _NAMES = {"t": "TRACE", "d": "DEBUG", "i": "INFO", "w": "WARNING", "e": "ERROR"}
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()
+        for line in lines:
+            plain = self._plain(line)
+            if plain is not None:
+                self._stream.write(plain + "\n")
+        return len(text)
+
+    def _plain(self, line: str) -> "str | None":
+        if len(line) >= 3 and line[0] == "\x01" and line[2] == "\x02":
+            if line[1] == "p":
+                return None
+            return f"{self._NAMES.get(line[1], 'INFO')} {line[3:].strip()}"
+        return line
+
+    def flush(self) -> None:
+        if self._partial:
+            self.write("\n")
+        self._stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def terminal_stderr() -> None:
+    """Make sys.stderr plain for a person (the CLI); idempotent."""
+    if not isinstance(sys.stderr, PlainLines):
+        sys.stderr = PlainLines(sys.stderr)

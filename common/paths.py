@@ -35,6 +35,8 @@ class DataPaths:
         # Plex -> Stash watch-history import: watermark, what Plex said, links.
         self.history_state = join("history_state.json")
         self.history_lock = join("history.lock")
+        self.pending_dir = join("pending")  # saves kept while the packages install (common.pending)
+        self.settings_defaults = join("settings_defaults.json")  # defaults stored on the settings page once
 
     def ensure(self) -> "DataPaths":
         """Create the data folders, owner-only on POSIX (they hold job data)."""

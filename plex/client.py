@@ -129,7 +129,7 @@ def _write_device_id(path, device_id: str, exclusive: bool) -> str:
                     return winner
             except OSError:  # no hard links on this filesystem
                 pass
-        os.replace(tmp, path)
+        replace(tmp, path)
         return device_id
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -20,7 +20,7 @@ def test_defaults_for_absent_keys():
 @pytest.mark.parametrize("key,value,message", [
     ("plex_url", "plex:32400", "plex_url: plex_url must start with http:// or https://"),
     ("plex_token", "short", "plex_token: String should have at least 10 characters"),
-    ("max_retries", 0, "max_retries"), ("max_retries", 21, "max_retries"),
+    ("max_retries", -1, "max_retries"), ("max_retries", 21, "max_retries"),
     ("poll_interval", 0.05, "poll_interval"), ("poll_interval", 61, "poll_interval"),
     ("connect_timeout", 0.5, "connect_timeout"), ("connect_timeout", 31, "connect_timeout"),
     ("read_timeout", 4, "read_timeout"), ("read_timeout", 121, "read_timeout"),

@@ -1,6 +1,10 @@
 """Build PlexSync.zip from an explicit list of runtime files, and index.yml.
 
-Usage: python tools/release.py [--out dist] [--version X.Y.Z]
+Usage: python tools/release.py [--out DIR] [--version X.Y.Z]
+
+DIR (default dist/) becomes a plugin source: PlexSync.zip and index.yml side
+by side, as Stash's package manager reads them (index.yml's ``path`` is
+relative to its own URL). .github/workflows/publish.yml publishes it.
 
 Only what Stash needs to run the plugin goes in the zip: no tests, docs,
 caches, CI files or stray .yml (Stash loads every .yml under its plugins
@@ -26,7 +30,10 @@ RUNTIME_PACKAGES = ("common", "history", "hooks", "plex", "sync_queue", "validat
 
 def runtime_files(root: Path = ROOT) -> list:
     """Paths (relative to root) of every file the installed plugin needs."""
-    files = [Path(name) for name in RUNTIME_FILES if (root / name).is_file()]
+    absent = [name for name in RUNTIME_FILES if not (root / name).is_file()]
+    if absent:
+        raise SystemExit(f"cannot build the release: {', '.join(absent)} missing in {root}")
+    files = [Path(name) for name in RUNTIME_FILES]
     for package in RUNTIME_PACKAGES:
         for path in sorted((root / package).rglob("*.py")):
             rel = path.relative_to(root)
@@ -103,19 +110,20 @@ def _quote(text: str) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(ROOT / "dist"), help="output folder for PlexSync.zip")
-    parser.add_argument("--index", default=str(ROOT / "index.yml"), help="where to write index.yml")
+    parser.add_argument("--out", default=str(ROOT / "dist"), help="plugin source folder: PlexSync.zip + index.yml")
+    parser.add_argument("--index", default=None, help="where to write index.yml (default: beside the zip)")
     parser.add_argument("--version", default=None, help="version (default: PlexSync.yml's)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = build_zip()
     (out / f"{PLUGIN_ID}.zip").write_bytes(data)
-    date = _previous_date(Path(args.index), data) or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    index = Path(args.index) if args.index else out / "index.yml"
+    date = _previous_date(index, data) or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     version = args.version or manifest_version()
-    Path(args.index).write_text(index_entry(data, version, date, f"{PLUGIN_ID}.zip", manifest_description()),
+    index.write_text(index_entry(data, version, date, f"{PLUGIN_ID}.zip", manifest_description()),
                                 encoding="utf-8")
-    print(f"wrote {out / (PLUGIN_ID + '.zip')} ({len(data)} bytes) and {args.index}", file=sys.stderr)
+    print(f"wrote {out / (PLUGIN_ID + '.zip')} ({len(data)} bytes) and {index}", file=sys.stderr)
     return 0
 
 

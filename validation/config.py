@@ -5,6 +5,7 @@ touched are absent there and take the defaults below) plus the Stash
 connection the plugin was launched with.
 """
 
+import logging
 from typing import Any, Dict, List, Optional, Tuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -149,11 +150,24 @@ UI_SETTINGS = (
 )
 
 
+def zero_means_default(key: str, value: Any) -> bool:
+    """A NUMBER setting at 0 whose minimum is above 0: what the page shows when unset."""
+    field = PlexSyncConfig.model_fields.get(key)
+    if key not in UI_SETTINGS or field is None or isinstance(value, bool) or value != 0:
+        return False
+    return any(getattr(rule, "ge", 0) > 0 or getattr(rule, "gt", -1) >= 0 for rule in field.metadata)
+
+
 def load_config(settings: Optional[Dict[str, Any]], **connection: Any) -> PlexSyncConfig:
     """Validate Stash's plugin settings; raise ConfigError with a readable message."""
     values: Dict[str, Any] = {}
     for key, value in (settings or {}).items():
         if value is None or (isinstance(value, str) and value.strip() == "" and key not in ("plex_url", "plex_token")):
+            continue
+        if zero_means_default(key, value):  # -- issue 11: Stash's page shows an unset NUMBER as 0
+            logging.getLogger("plexsync.config").warning(
+                "[PlexSync] Setting %s is 0, which it cannot be: using the default (%s)", key,
+                PlexSyncConfig.model_fields[key].default)
             continue
         values[key] = value
     values.update({k: v for k, v in connection.items() if v})

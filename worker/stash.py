@@ -24,6 +24,7 @@ from common.log import register_secret
 log = logging.getLogger("plexsync.worker")
 
 PLUGIN_SETTINGS_QUERY = "query FindPluginConfig($input: [ID!]) { configuration { plugins(include: $input) } }"
+CONFIGURE_PLUGIN = "mutation ConfigurePlugin($id: ID!, $input: Map!) { configurePlugin(plugin_id: $id, input: $input) }"
 MAX_IMAGE_BYTES = 25 * 1024 * 1024
 
 
@@ -74,16 +75,31 @@ def stash_errors(failed: str, answered: str = "") -> Iterator[None]:
 def fetch_plugin_settings(conn: Dict[str, Any], plugin_id: str, timeout: float = 10.0,
                           api_key: str = "") -> Dict[str, Any]:
     """This plugin's settings from ``configuration.plugins`` ({} when untouched)."""
-    body = json.dumps({"query": PLUGIN_SETTINGS_QUERY, "variables": {"input": [plugin_id]}}).encode()
+    data = _plugin_graphql(conn, PLUGIN_SETTINGS_QUERY, {"input": [plugin_id]}, timeout, api_key,
+                           "when reading plugin settings").get("data") or {}
+    plugins = (data.get("configuration") or {}).get("plugins") or {}
+    return dict(plugins.get(plugin_id) or {})
+
+
+def configure_plugin(conn: Dict[str, Any], plugin_id: str, values: Dict[str, Any], timeout: float = 10.0) -> None:
+    """Store ``values`` as the plugin's whole settings map (Stash replaces, not merges)."""
+    answer = _plugin_graphql(conn, CONFIGURE_PLUGIN, {"id": plugin_id, "input": values}, timeout, "",
+                             "to configurePlugin")
+    if answer.get("errors"):
+        raise StashUnavailable("Stash refused configurePlugin")
+
+
+def _plugin_graphql(conn: Dict[str, Any], query: str, variables: Dict[str, Any], timeout: float,
+                    api_key: str, answered: str) -> Dict[str, Any]:
+    """One GraphQL request with urllib (cheap to import: the hook's settings check uses it)."""
+    body = json.dumps({"query": query, "variables": variables}).encode()
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     headers.update(auth_headers(session_cookie(conn), api_key))
     request = urllib.request.Request(stash_url(conn) + "/graphql", data=body, headers=headers, method="POST")
-    with stash_errors(f"cannot reach Stash at {stash_url(conn)}", "when reading plugin settings"):
+    with stash_errors(f"cannot reach Stash at {stash_url(conn)}", answered):
         with urllib.request.urlopen(request, timeout=timeout) as response:
             payload = json.loads(response.read().decode("utf-8"))
-    data: Optional[Dict[str, Any]] = (payload or {}).get("data") or {}
-    plugins = (data.get("configuration") or {}).get("plugins") or {}
-    return dict(plugins.get(plugin_id) or {})
+    return payload or {}
 
 
 # -- scenes and covers (workers and tasks) ------------------------------------------------
