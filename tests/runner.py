@@ -137,7 +137,10 @@ class PluginRunner:
         return env
 
     def _stdin(self, args: Dict[str, Any]) -> bytes:
-        return json.dumps({"server_connection": self.server_connection(), "args": args}).encode()
+        """As Stash writes it: Go's json.Marshal (common/msg.go) sends non-ASCII as raw UTF-8
+        and escapes <, > and & for HTML safety."""
+        text = json.dumps({"server_connection": self.server_connection(), "args": args}, ensure_ascii=False)
+        return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").encode("utf-8")
 
     def start(self, args: Dict[str, Any], exec_args: Tuple[str, ...] = ()) -> subprocess.Popen:
         proc = subprocess.Popen(self.command(exec_args), stdin=subprocess.PIPE, stdout=subprocess.PIPE,

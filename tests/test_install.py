@@ -87,11 +87,6 @@ class SourceRunner(PluginRunner):
         argv[0] = self.python
         return argv
 
-    def _stdin(self, args):
-        from tests.test_windows import stash_stdin
-
-        return stash_stdin(self, args)
-
     def env(self):
         return bare_env(self.plugin_dir.parent, **self.extra_env)  # Stash: PYTHONPATH = the source folder
 

@@ -3,7 +3,6 @@
 What cannot be simulated is listed in docs/reliability.md ("Windows").
 """
 
-import json
 import os
 
 import pytest
@@ -104,15 +103,8 @@ def test_windows_lock_leaves_the_pid_readable(tmp_path, monkeypatch):
 
 # -- the hook's stdin under a Windows console code page ---------------------------------
 
-def stash_stdin(runner, args) -> bytes:
-    """Go's json.Marshal (common/msg.go) writes non-ASCII as raw UTF-8, not \\u escapes."""
-    return json.dumps({"server_connection": runner.server_connection(), "args": args},
-                      ensure_ascii=False).encode("utf-8")
-
-
 class Cp1252Runner(PluginRunner):
-    def _stdin(self, args):
-        return stash_stdin(self, args)
+    """PluginRunner writes stdin as Stash does: raw UTF-8."""
 
     def env(self):
         env = super().env()
