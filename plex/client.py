@@ -32,6 +32,7 @@ from common.errors import (
     PlexUnavailable,
 )
 from common.http import pin_environment
+from common.jsonfile import replace
 from common.log import register_secret, scrub
 
 # Under "plexsync" so common.log.setup() routes it to Stash.
