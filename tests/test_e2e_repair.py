@@ -8,7 +8,7 @@ and a second run writes nothing.
 import pytest
 from plexapi.server import PlexServer
 
-from tests.e2e import env, wait_for  # noqa: F401
+from tests.e2e import env  # noqa: F401
 from tests.emulators.stash import tiny_jpeg
 
 SYNC_ALL = "Sync All Scenes to Plex"
