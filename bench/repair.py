@@ -29,7 +29,7 @@ from plex.sync import PlexSync  # noqa: E402
 from tests.emulators.plex import PlexEmulator  # noqa: E402
 from validation.config import load_config  # noqa: E402
 from validation.scene import SceneData  # noqa: E402
-from worker.tasks.repair import _mark_replaced_posters, _scan, _updated_at  # noqa: E402
+from worker.tasks.repair import _mark_agent_resets, _mark_replaced_posters, _scan, _updated_at  # noqa: E402
 
 PLEX_TOKEN = "plex-bench-token-0123456789"
 DEVICE_ID = "6f1c1f8e-6a43-4d3c-9d55-1b1f7a0e2c12"
@@ -84,6 +84,7 @@ def repair_once(plex, sync) -> dict:
     cpu = time.thread_time()
     by_scene, found = _scan(sync)
     kinds = found.scenes(by_scene)
+    _mark_agent_resets(sync, kinds, by_scene, found.changed)
     _mark_replaced_posters(sync, kinds, by_scene, found.changed)
     scenes = [scene(sid) for sid in sorted(kinds)]
     for start in range(0, len(scenes), 50):  # the drainer's batches

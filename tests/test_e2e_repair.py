@@ -80,7 +80,7 @@ def test_value_reset_by_an_agent_refresh(env):
     item.edit(**{"summary.locked": 0})  # unlocked in Plex, as the lock icon does
     item.refresh()  # the agent puts its own (empty) summary back
     assert not env.plex.item(rk).get("summary")
-    repaired_twice(env, "changed in Plex: 1 found, 1 fixed")
+    repaired_twice(env, "reset by an agent refresh: 1 found, 1 fixed")
     assert env.plex.item(rk)["summary"] == "Details 1"
     assert "summary" in env.plex.item(rk)["locked"]
 

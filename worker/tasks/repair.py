@@ -25,8 +25,9 @@ log = logging.getLogger("plexsync")
 
 LISTING_SHARE = 0.2  # of the progress bar, for the listing; the rest is re-syncing
 FETCH_CHUNK = 50
-KINDS = ("changed", "poster", "vanished", "readded", "unverified")
-KIND_LABELS = {"changed": "changed in Plex", "poster": "poster replaced", "vanished": "vanished from Plex",
+KINDS = ("changed", "reset", "poster", "vanished", "readded", "unverified")
+KIND_LABELS = {"changed": "changed in Plex", "reset": "reset by an agent refresh", "poster": "poster replaced",
+               "vanished": "vanished from Plex",
                "readded": "re-added with a new ratingKey", "unverified": "checked for the first time"}
 
 
@@ -40,6 +41,7 @@ def repair_drift(ctx, paths, conn):
             log.error("[PlexSync] Repair: cannot list Plex: %s", exc)
             return None, str(exc)
         kinds = drift.scenes(by_scene)
+        _mark_agent_resets(ctx.plex, kinds, by_scene, drift.changed)
         _mark_replaced_posters(ctx.plex, kinds, by_scene, drift.changed)
         # Taken as seen now: a write by the re-sync drops the row, which tells what it fixed.
         ctx.plex.written.set_seen({rk: drift.listed[rk] for sid in kinds for rk in by_scene[sid]
@@ -88,13 +90,44 @@ def _settle_seen(ctx, kinds: Dict[int, str], before: Dict[int, List[int]]) -> Tu
     return found, fixed
 
 
+def _mark_agent_resets(plex, kinds: Dict[int, str], by_scene, changed: Set[int]) -> None:
+    """Changed items where a field PlexSync wrote is unlocked now: an agent refresh may have reset it.
+
+    PlexSync locks every field it writes, and an edit in Plex locks it too;
+    only unlocking (then a refresh or a match) leaves it unlocked. One
+    request per 50 changed items.
+    """
+    scenes = [sid for sid, kind in kinds.items() if kind == "changed"]
+    keys = sorted({rk for sid in scenes for rk in by_scene[sid] if rk in changed})
+    unlocked = set()
+    for start in range(0, len(keys), FETCH_CHUNK):
+        for el in _full_items(plex.server, keys[start:start + FETCH_CHUNK]):
+            locked = {f.get("name") for f in el.iter("Field") if f.get("locked") == "1"}
+            rk = int(el.get("ratingKey"))
+            if any(name not in locked for name in plex.written.fields(rk)):
+                unlocked.add(rk)
+    for sid in scenes:
+        if any(rk in unlocked for rk in by_scene[sid]):
+            kinds[sid] = "reset"
+
+
+def _full_items(server, keys: List[int]) -> list:
+    """Full items (with their Field locks) in one request; [] when Plex has none of them."""
+    try:
+        with plex_errors("reading Plex items"):
+            data = server.query(f"/library/metadata/{','.join(str(k) for k in keys)}?includeGuids=0")
+    except PlexNotFound:
+        return []  # gone since the listing: the re-sync matches them again
+    return [el for el in data if el.get("ratingKey")] if data is not None else []
+
+
 def _mark_replaced_posters(plex, kinds: Dict[int, str], by_scene, changed: Set[int]) -> None:
     """Changed items whose selected poster is no longer PlexSync's upload: one request each.
 
     Forgetting the upload makes the re-sync upload the cover again, unless
     ``preserve_plex_edits`` keeps a poster chosen in Plex (locked ``thumb``).
     """
-    for sid in [sid for sid, kind in kinds.items() if kind == "changed"]:
+    for sid in [sid for sid, kind in kinds.items() if kind in ("changed", "reset")]:
         for rk in by_scene[sid]:
             ours = plex.store.poster_sha1(rk) if rk in changed else None
             if ours and not _selected_is(plex.server, rk, ours):
@@ -122,14 +155,8 @@ def _updated_at(server, rating_keys: Iterable[int]) -> Dict[int, int]:
     keys = sorted(set(rating_keys))
     out: Dict[int, int] = {}
     for start in range(0, len(keys), FETCH_CHUNK):
-        chunk = ",".join(str(k) for k in keys[start:start + FETCH_CHUNK])
-        try:
-            with plex_errors("reading Plex items"):
-                data = server.query(f"/library/metadata/{chunk}?includeGuids=0")
-        except PlexNotFound:
-            continue  # gone again: the next repair finds it vanished
-        for el in data if data is not None else ():
-            if el.get("ratingKey") and el.get("updatedAt"):
+        for el in _full_items(server, keys[start:start + FETCH_CHUNK]):
+            if el.get("updatedAt"):
                 out[int(el.get("ratingKey"))] = int(el.get("updatedAt"))
     return out
 
