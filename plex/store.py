@@ -135,6 +135,13 @@ class MatchStore:
                 self._db.executemany("INSERT INTO scene_items VALUES (?, ?, ?)",
                                      [(scene_id, rk, s) for rk, s in items])
 
+    def all_scene_items(self) -> Dict[int, List[int]]:
+        """Scene id -> the rating keys it matched (drift repair reads them all)."""
+        out: Dict[int, List[int]] = {}
+        for scene_id, rk in self._db.execute("SELECT scene_id, rating_key FROM scene_items"):
+            out.setdefault(scene_id, []).append(rk)
+        return out
+
     def forget(self, rating_key: int) -> None:
         """Drop a ratingKey Plex no longer knows (deleted or re-added item)."""
         with self._transaction():

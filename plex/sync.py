@@ -236,6 +236,8 @@ class PlexSync:
                     uploaded = upload_poster(item, image, self.store,
                                              preserve_plex_edits=self.config.preserve_plex_edits,
                                              locked=locked[match.rating_key]) or uploaded
+        if edited or uploaded:  # drift: Plex's updatedAt moved; the next repair looks again
+            self.written.unsee(m.rating_key for m, _ in pairs)
         return Outcome(
             status="synced" if edited or uploaded else "unchanged",
             items=[m.rating_key for m, _ in pairs],

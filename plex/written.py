@@ -10,6 +10,10 @@ Two facts the item alone cannot tell:
   becomes empty, so only the collections recorded here are ever deleted,
   given artwork or a summary. The user's own collections are never touched.
 
+And, for drift repair (``seen``, see ``plex/drift.py``), each item's Plex
+``updatedAt`` when Repair Plex Drift last found it as PlexSync wants it; any
+write by PlexSync drops the row, so the next repair checks that item again.
+
 Its own file, so a rebuild of the match index never loses it.
 """
 
@@ -28,6 +32,8 @@ CREATE TABLE IF NOT EXISTS fields (
 CREATE TABLE IF NOT EXISTS collections (
     section_id INTEGER NOT NULL, name_key TEXT NOT NULL, name TEXT NOT NULL,
     art TEXT NOT NULL DEFAULT '', PRIMARY KEY (section_id, name_key));
+CREATE TABLE IF NOT EXISTS seen (
+    rating_key INTEGER PRIMARY KEY, updated_at INTEGER NOT NULL);
 """
 
 
@@ -110,3 +116,16 @@ class WrittenStore:
         row = self._db.execute("SELECT art FROM collections WHERE section_id = ? AND name_key = ?",
                                (section_id, name_key(name))).fetchone()
         return row[0] if row else None
+
+    # -- drift repair: updatedAt last seen (plex/drift.py) ----------------------
+
+    def seen(self) -> Dict[int, int]:
+        return dict(self._db.execute("SELECT rating_key, updated_at FROM seen"))
+
+    def set_seen(self, updated: Dict[int, int]) -> None:
+        with self.transaction():
+            self._db.executemany("INSERT OR REPLACE INTO seen VALUES (?, ?)",
+                                 [(int(k), int(v)) for k, v in updated.items()])
+
+    def unsee(self, rating_keys) -> None:
+        self._db.executemany("DELETE FROM seen WHERE rating_key = ?", [(int(k),) for k in rating_keys])

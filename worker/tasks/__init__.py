@@ -18,6 +18,7 @@ from history.run import import_task
 from worker.context import build_context, read_config
 from worker.tasks.offline import clear_dlq, purge_dlq, queue_status
 from worker.tasks.process import process_queue, retry_dlq
+from worker.tasks.repair import force_resync, repair_drift
 from worker.tasks.sync import sync_all, sync_recent
 
 log = logging.getLogger("plexsync")
@@ -31,6 +32,8 @@ TASKS: Dict[str, Callable] = {
     "clear_dlq": clear_dlq,
     "purge_dlq": purge_dlq,
     "import_watch_history": import_task,  # Plex -> Stash plays and resume points (history/)
+    "repair_drift": repair_drift,  # repair: Plex items that drifted from what PlexSync wrote
+    "force_resync": force_resync,  # repair: every scene, ignoring the timestamp shortcut
 }
 # Need no Plex connection (and so no valid Plex settings).
 OFFLINE_TASKS = {"queue_status", "clear_dlq", "purge_dlq"}
