@@ -195,8 +195,10 @@ def test_queue_status_reports_queue_dlq_breaker_and_last_sync(env):
 
     before = env.runner.run_task(STATUS)
     assert before.error is None
-    assert before.output.startswith("Queue: 0 pending, 0 waiting to retry, 0 in progress; DLQ: 0 (top errors: none)")
-    assert "circuit breaker: closed; last successful sync: never" in before.output
+    assert before.output.splitlines() == [
+        "Queue: 0 pending, 0 waiting to retry, 0 in progress", "DLQ: 0 (top errors: none)",
+        "Circuit breaker: closed", "Last successful sync: never", "Background worker: not running",
+        f"Data folder: {env.runner.data_dir}", f"Worker log: {env.runner.data_dir / 'worker.log'}"]
 
     env.scene_with_item(1)
     nofile = [env.stash.add_scene(title=f"No file {i}") for i in (1, 2)]
@@ -222,11 +224,13 @@ def test_queue_status_reports_queue_dlq_breaker_and_last_sync(env):
     out = status.output
     assert out.startswith("Queue: 2 pending, 1 waiting to retry (next at "), out
     assert "DLQ: 2 (top errors: SceneHasNoFile (2))" in out
-    assert "circuit breaker: open (Plex paused until " in out
-    assert "last successful sync: never" not in out
-    stamp = re.search(r"last successful sync: (\S+ \S+);", out).group(1)
+    assert "Circuit breaker: open (Plex paused until " in out
+    assert "Last successful sync: never" not in out
+    stamp = re.search(r"Last successful sync: (\S+ \S+)$", out, re.MULTILINE).group(1)
     assert abs(datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S") - datetime.now()) < timedelta(minutes=5)
-    assert status.has_log(out, "info")  # also in Stash's log
+    assert "Background worker: running" in out.splitlines()  # no_worker holds worker.lock, as a worker does
+    for line in out.splitlines():  # also in Stash's log, a line each
+        assert status.has_log(f"[PlexSync] {line}", "info"), line
 
 
 def test_retry_purge_and_clear_dead_letters(env):

@@ -76,7 +76,8 @@ def fetch_plugin_settings(conn: Dict[str, Any], plugin_id: str, timeout: float =
     """This plugin's settings from ``configuration.plugins`` ({} when untouched)."""
     body = json.dumps({"query": PLUGIN_SETTINGS_QUERY, "variables": {"input": [plugin_id]}}).encode()
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
-    headers.update(auth_headers(session_cookie(conn), api_key))
+    # A worker process_queue.py started has no session cookie: its connection carries the API key.
+    headers.update(auth_headers(session_cookie(conn), api_key or str(conn.get("ApiKey") or "")))
     request = urllib.request.Request(stash_url(conn) + "/graphql", data=body, headers=headers, method="POST")
     with stash_errors(f"cannot reach Stash at {stash_url(conn)}", "when reading plugin settings"):
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -101,10 +102,10 @@ class StashClient:
         self.conn = dict(server_connection or {})
         self.url = stash_url(self.conn)
         self.cookie = session_cookie(self.conn)
-        self.api_key = api_key
+        self.api_key = api_key or str(self.conn.get("ApiKey") or "")  # see fetch_plugin_settings
         self.timeout = timeout
         register_secret(self.cookie)
-        register_secret(api_key)
+        register_secret(self.api_key)
         self._stash = None
 
     @property
