@@ -195,6 +195,8 @@ def test_queue_status_reports_queue_dlq_breaker_and_last_sync(env):
 
     before = env.runner.run_task(STATUS)
     assert before.error is None
+    data = env.runner.data_dir
+    assert not data.exists() or not list(data.iterdir()), "Queue Status only reads: it creates no file"
     assert before.output.splitlines() == [
         "Queue: 0 pending, 0 waiting to retry, 0 in progress", "DLQ: 0 (top errors: none)",
         "Circuit breaker: closed", "Last successful sync: never", "Background worker: not running",
