@@ -35,6 +35,10 @@ STASH_PAGE_SIZE = 250     # scenes per findScenes request: bounded, never per_pa
 RECENT_HOURS = 24         # Sync Recent's window
 TIMESTAMP_FLUSH = 5.0     # s between writes of sync_timestamps.json during a drain
 
+# -- worker.log (common.log): rotated, so it stays bounded -----------------------------
+WORKER_LOG_BYTES = 1_000_000  # size at which worker.log is rotated
+WORKER_LOG_BACKUPS = 3        # old files kept: worker.log.1 .. worker.log.3
+
 # -- SQLite -------------------------------------------------------------------------------
 SQLITE_BUSY_TIMEOUT = 30.0  # s a connection waits for another process's write lock
 

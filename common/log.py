@@ -6,7 +6,10 @@ stdout is reserved for the single JSON result, so nothing here touches it.
 """
 
 import logging
+import os
 import sys
+
+from common import defaults
 
 # Stash's bufio.Scanner stops reading at 64 KiB; stay well below it.
 MAX_LINE = 60000
@@ -63,17 +66,27 @@ class StashHandler(logging.StreamHandler):
         return "\n".join(f"\x01{code}\x02{line[:MAX_LINE]}" for line in lines)
 
 
-def setup(level: int = logging.INFO, stream=None, log_file=None, plain: bool = False) -> logging.Logger:
+LEVEL_ENV = "PLEXSYNC_LOG_LEVEL"  # DEBUG adds a line per scene (Stash's environment, or the CLI's)
+
+
+def env_level(default: int = logging.INFO) -> int:
+    """The level named by $PLEXSYNC_LOG_LEVEL, else ``default``."""
+    named = logging.getLevelName(os.environ.get(LEVEL_ENV, "").strip().upper() or "-")
+    return named if isinstance(named, int) else default
+
+
+def setup(level: "int | None" = None, stream=None, log_file=None, plain: bool = False) -> logging.Logger:
     """Route the ``plexsync`` loggers to Stash (stderr), a log file, or a terminal (plain)."""
     root = logging.getLogger("plexsync")
-    root.setLevel(level)
+    root.setLevel(env_level() if level is None else level)
     root.propagate = False
     for handler in list(root.handlers):
         root.removeHandler(handler)
     if log_file is not None:
         from logging.handlers import RotatingFileHandler
 
-        handler = RotatingFileHandler(log_file, maxBytes=1_000_000, backupCount=3, encoding="utf-8")
+        handler = RotatingFileHandler(log_file, maxBytes=defaults.WORKER_LOG_BYTES,
+                                      backupCount=defaults.WORKER_LOG_BACKUPS, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     elif plain:
         handler = logging.StreamHandler(stream or sys.stderr)

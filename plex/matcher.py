@@ -97,7 +97,7 @@ class Matcher:
             # Retry while any file may still show up; outside every library none will.
             raise next((e for e in missing if isinstance(e, PlexNotFound)), missing[0])
         for exc in missing:
-            log.info("[PlexSync Matcher] scene %s: %s; syncing its other files", scene.id, exc)
+            log.debug("[PlexSync Matcher] scene %s: %s; syncing its other files", scene.id, exc)
         self._remembered[scene.id] = [(m.rating_key, m.section_id) for m in found.values()]
         return list(found.values())
 
@@ -129,7 +129,7 @@ class Matcher:
         folder = parent_folder(mapped)
         for section in self.sections():
             if any(is_under(mapped, location) for location in section.locations):
-                log.info("[PlexSync Matcher] asking Plex library '%s' to scan %s", section.title, folder)
+                log.debug("[PlexSync Matcher] asking Plex library '%s' to scan %s", section.title, folder)
                 with plex_errors("requesting a library scan"):
                     section.update(path=folder)
                 return True

@@ -299,7 +299,7 @@ def upload_poster(item, image: Optional[bytes], store, *, preserve_plex_edits: b
     if ours == digest:
         return False
     if preserve_plex_edits and not poster_is_replaceable(item, ours, locked or set()):
-        log.info("[PlexSync Writer] item %s: keeping the poster chosen in Plex (preserve_plex_edits is on)", rating_key)
+        log.debug("[PlexSync Writer] item %s: keeping the poster chosen in Plex (preserve_plex_edits is on)", rating_key)
         return False
     item.uploadPoster(filepath=image)
     store.set_poster_sha1(rating_key, digest)

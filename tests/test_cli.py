@@ -17,7 +17,7 @@ import time
 from tests.e2e import PLEX_TOKEN, STASH_API_KEY, env, wait_for  # noqa: F401
 from tests.test_e2e_tasks import counts, kill_worker, queue_by_hook
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_NOTHING, EXIT_BUSY = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_WAITING, EXIT_BUSY = 0, 1, 2, 3, 4
 
 
 def cli_env(**extra):
@@ -75,8 +75,10 @@ def test_stats_only_text_and_json_without_secrets(env):
     lines = text.stdout.splitlines()
     assert lines[0] == "Queue: 1 pending, 0 waiting to retry, 0 in progress"
     assert "DLQ: 1 (top errors: SceneHasNoFile (1))" in lines
-    assert "circuit breaker: closed" in lines
-    assert any(line.startswith("last successful sync: 20") for line in lines)
+    assert "Circuit breaker: closed" in lines
+    assert any(line.startswith("Last successful sync: 20") for line in lines)
+    assert f"Data folder: {env.runner.data_dir}" in lines
+    assert f"Worker log: {env.runner.data_dir / 'worker.log'}" in lines
 
     as_json = cli(env, "--stats-only", "--json", environ=secrets)
     assert as_json.returncode == EXIT_OK
@@ -111,17 +113,37 @@ def test_processes_a_stalled_queue_with_plex_token_from_env(env):
     assert_no_secret(env, run.stdout, run.stderr)
 
     again = cli(env, "--plex-url", env.plex.url, environ={"PLEX_TOKEN": PLEX_TOKEN})
-    assert again.returncode == EXIT_NOTHING
+    assert again.returncode == EXIT_OK  # nothing to do is success for cron
     assert again.stdout.startswith("Nothing to do: no jobs are due")
 
 
-def test_progress_bar_on_a_terminal(env):
-    waiting_snapshot_jobs(env, 2)
+def screen(raw: str):
+    """The lines a terminal shows for ``raw``: \\r returns to column 0, ESC[K erases to the end."""
+    lines, cur, col, i = [], [], 0, 0
+    while i < len(raw):
+        if raw.startswith("\x1b[K", i):
+            del cur[col:]
+            i += 3
+            continue
+        ch = raw[i]
+        if ch == "\r":
+            col = 0
+        elif ch == "\n":
+            lines.append("".join(cur))
+            cur, col = [], 0
+        else:
+            cur[col:col + 1] = [ch]
+            col += 1
+        i += 1
+    return lines + (["".join(cur)] if cur else [])
+
+
+def run_in_terminal(env, *args, environ=None):
+    """process_queue.py with stdout and stderr on one pseudo-terminal; (exit code, what it wrote)."""
     master, slave = pty.openpty()
     argv = [sys.executable, str(env.runner.plugin_dir / "process_queue.py"), "--data-dir", str(env.runner.data_dir),
-            "--plex-url", env.plex.url, "--plex-library", "Stash"]
-    proc = subprocess.Popen(argv, stdout=slave, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            env=cli_env(PLEX_TOKEN=PLEX_TOKEN))
+            *args]
+    proc = subprocess.Popen(argv, stdout=slave, stderr=slave, stdin=subprocess.DEVNULL, env=cli_env(**(environ or {})))
     os.close(slave)
     out = b""
     while True:
@@ -135,11 +157,82 @@ def test_progress_bar_on_a_terminal(env):
             break
         out += chunk
     os.close(master)
-    assert proc.wait(60) == EXIT_OK, proc.stderr.read()
-    proc.stderr.close()
-    text = out.decode()
-    assert "\r[" + "#" * 30 + "] 2/2" in text and "processed " not in text
-    assert "Done: 2 synced" in text
+    return proc.wait(60), out.decode()
+
+
+BAR = re.compile(r"^\[[#.]{30}\] \d+/\d+(  \d+\.\d/s  \d+:\d\d left)?$")
+
+
+def test_progress_bar_on_a_terminal_with_a_warning_in_the_middle(env):
+    items = {i: env.scene_with_item(i)[1] for i in range(1, 121)}  # covers: a warning each, without --stash-url
+    never = env.stash.add_scene(title="Never", files=["/data/stash/never.mp4"])  # Plex never gets this file
+    env.plex.fault(status=503)
+    assert "waiting to retry" in env.runner.run_task("Sync All Scenes to Plex").output  # some may be due already
+    kill_worker(env)
+    env.plex.clear_faults()
+    env.make_retries_due()
+
+    code, raw = run_in_terminal(env, "--plex-url", env.plex.url, "--plex-library", "Stash",
+                                environ={"PLEX_TOKEN": PLEX_TOKEN})
+    assert code == EXIT_WAITING, raw
+    shown = [line for line in screen(raw) if line]
+    warning = next(i for i, line in enumerate(shown) if f"Scene {never}: " in line)
+    assert re.search(r"retry \d+/12 in \d+s$", shown[warning]), shown[warning]
+    warnings = [i for i, line in enumerate(shown) if line.startswith("WARNING ")]
+    assert not [shown[i] for i in warnings if "[#" in shown[i] or "[." in shown[i]]  # no bar mixed into a line
+    bars = [i for i, line in enumerate(shown) if BAR.match(line)]
+    assert bars and bars[-1] > warning, shown  # the bar is drawn again below the warning
+    assert shown[bars[-1]].startswith("[" + "#" * 30 + "] 121/121  ") and shown[bars[-1]].endswith(" left")
+    rest = [line for i, line in enumerate(shown) if i not in bars and i not in warnings]
+    assert rest[0] == "Done: 120 synced, 0 unchanged, 1 not found, 0 failed, 1 waiting to retry", shown
+    assert rest[1].startswith("No background worker was started (no --stash-url): the retries run with the next "
+                              "save in Stash or PlexSync task, or when you run this command again after "), shown
+    assert len(rest) == 2, shown  # every other line is a whole bar or a whole log line
+    assert "processed " not in raw
+    assert all(env.plex.item(rk)["title"] == f"Title {i}" for i, rk in items.items())
+
+
+def test_json_for_a_sync_run_agrees_with_stats_only(env):
+    waiting_snapshot_jobs(env, 3)
+    never = env.stash.add_scene(title="Never", files=["/data/stash/never.mp4"])
+    queue_by_hook(env, never)
+    run = cli(env, "--plex-url", env.plex.url, "--plex-library", "Stash", "--json",
+              environ={"PLEX_TOKEN": PLEX_TOKEN, "STASH_URL": env.stash.url, "STASH_API_KEY": STASH_API_KEY})
+    assert run.returncode == EXIT_WAITING, run.stderr
+    result = json.loads(run.stdout)  # one JSON object, no progress lines
+    assert result["exit_code"] == EXIT_WAITING
+    assert (result["counts"]["synced"], result["counts"]["not_found"]) == (3, 1)
+    assert result["handoff"].startswith("A background worker runs the retries (next at ")
+    wait_for(lambda: env.runner.worker_pid(), 30, message="the worker the CLI handed the retry to")
+    kill_worker(env)
+    stats = json.loads(cli(env, "--stats-only", "--json").stdout)
+    assert result["queue"]["waiting_retry"] == 1
+    assert stats["waiting_retry"] + stats["in_progress"] == 1  # the same job, wherever the worker left it
+    assert_no_secret(env, run.stdout, run.stderr)
+
+    for argv, key in ((["--dlq-list"], None), (["--dlq-clear"], "cleared"), (["--dlq-purge"], "purged"),
+                      (["--dlq-requeue"], "moved")):
+        out = cli(env, *argv, "--json")
+        assert out.returncode == EXIT_OK, out.stderr
+        parsed = json.loads(out.stdout)
+        assert parsed == [] if key is None else parsed[key] == 0, out.stdout
+    bad = cli(env, "--json", data_dir=env.runner.base / "typo")
+    assert bad.returncode == EXIT_CONFIG and json.loads(bad.stdout)["exit_code"] == EXIT_CONFIG
+
+
+def test_read_only_commands_create_no_file(env):
+    missing = env.runner.base / "typo"
+    for argv in (["--stats-only"], ["--stats-only", "--json"], ["--dlq-list"]):
+        run = cli(env, *argv, data_dir=missing)
+        assert run.returncode == EXIT_CONFIG and "No PlexSync data folder" in run.stderr
+        assert not missing.exists()
+    empty = env.runner.base / "empty"
+    empty.mkdir()
+    stats = cli(env, "--stats-only", data_dir=empty)
+    assert stats.returncode == EXIT_OK and stats.stdout.startswith("Queue: 0 pending, 0 waiting to retry")
+    listed = cli(env, "--dlq-list", data_dir=empty)
+    assert listed.returncode == EXIT_OK and listed.stdout.strip() == "Dead-letter queue is empty"
+    assert list(empty.iterdir()) == []
 
 
 def test_job_needing_a_stash_fetch(env):
@@ -147,7 +240,7 @@ def test_job_needing_a_stash_fetch(env):
     queue_by_hook(env, 1, 2)  # hook jobs carry no scene data: the CLI must fetch it
 
     blind = cli(env, "--plex-url", env.plex.url, "--plex-library", "Stash", environ={"PLEX_TOKEN": PLEX_TOKEN})
-    assert blind.returncode == EXIT_FAILED
+    assert blind.returncode == EXIT_WAITING  # the jobs wait for Stash
     assert "pass --stash-url" in blind.stderr
     assert env.stats()["ready"] + env.stats()["waiting_retry"] == 2  # nothing lost
     env.make_retries_due()
@@ -180,7 +273,7 @@ def test_exit_codes_failures_config_and_nothing(env):
     never_ran = cli(env, "--plex-url", env.plex.url)  # the plugin never ran: no data folder yet
     assert never_ran.returncode == EXIT_CONFIG and "No PlexSync data folder at " in never_ran.stderr
     env.runner.data_dir.mkdir(parents=True)
-    assert cli(env, "--plex-url", env.plex.url).returncode == EXIT_NOTHING  # empty queue
+    assert cli(env, "--plex-url", env.plex.url).returncode == EXIT_OK  # empty queue: nothing to do
 
     nofile = env.stash.add_scene(title="No file")
     queue_by_hook(env, nofile)
@@ -255,7 +348,7 @@ def test_dlq_list_requeue_purge_clear(env):
     one = cli(env, "--dlq-requeue", str(nofile[0]))
     assert one.returncode == EXIT_OK and one.stdout.startswith("Moved 1 dead-letter entries back to the queue")
     assert (env.stats()["ready"], len(env.dlq())) == (1, 2)
-    assert cli(env, "--dlq-requeue", "99999").returncode == EXIT_NOTHING
+    assert cli(env, "--dlq-requeue", "99999").returncode == EXIT_OK
     bad = cli(env, "--dlq-requeue", "abc")
     assert bad.returncode == EXIT_CONFIG and "takes a scene id" in bad.stderr
     rest = cli(env, "--dlq-requeue")
@@ -280,11 +373,14 @@ def test_dlq_list_requeue_purge_clear(env):
     clear = cli(env, "--dlq-clear")
     assert clear.returncode == EXIT_OK and clear.stdout.strip() == "Cleared 1 dead-letter entries"
     empty = cli(env, "--dlq-list")
-    assert empty.returncode == EXIT_NOTHING and empty.stdout.strip() == "Dead-letter queue is empty"
+    assert empty.returncode == EXIT_OK and empty.stdout.strip() == "Dead-letter queue is empty"
+    assert cli(env, "--dlq-clear").returncode == EXIT_OK  # already empty: still done
 
 
 def test_help_names_the_exit_codes(env):
     run = cli(env, "--help")
     assert run.returncode == 0
-    assert "Exit codes: 0 done, 1 failures, 2 config error, 3 nothing to do, 4 busy." in run.stdout
+    for code, meaning in ((0, "done: nothing to do, or every due job synced"), (1, "some jobs failed"),
+                          (2, "configuration error"), (3, "some jobs wait for a retry"), (4, "busy")):
+        assert re.search(rf"^  {code}  {meaning}", run.stdout, re.MULTILINE), run.stdout
     assert "$PLEX_TOKEN" in run.stdout and "$STASH_API_KEY" in run.stdout

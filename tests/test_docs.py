@@ -11,7 +11,10 @@
   developer commands are the ones .ci/run runs; relative links resolve.
 * The README's demo and release commands work.
 
-Pure file checks except the last two (about 4 s together).
+* Statements about behaviour (configuration error messages, what `enabled`
+  does) are checked against the code and, for `enabled`, a run of the hook.
+
+Pure file checks except the demo, the release and the `enabled` run.
 """
 
 import ast
@@ -24,6 +27,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.e2e import env, wait_for  # noqa: F401  (the checks of behaviour the docs state)
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -495,3 +500,54 @@ def test_release_command_builds_the_zip_and_index(tmp_path):
         names = set(zf.namelist())
     assert {"PlexSync.yml", "PlexSync.py", "requirements.txt", "process_queue.py"} <= names
     assert not [n for n in names if n.startswith(("tests/", "docs/"))]
+
+
+# -- statements about behaviour, checked against the behaviour ---------------------------------
+
+def _section(path: Path, heading: str) -> str:
+    match = re.search(rf"^#+ {re.escape(heading)}\n(.*?)(?=^#+ |\Z)", read(path), re.M | re.S)
+    assert match, f"{path.name} has no section {heading!r}"
+    return " ".join(match.group(1).split())
+
+
+def _config_error(**bad) -> str:
+    from common.errors import ConfigError
+    from validation.config import load_config
+
+    settings = {"plex_url": "http://192.168.1.10:32400", "plex_token": "abcdefghijklmnop", **bad}
+    with pytest.raises(ConfigError) as caught:
+        load_config(settings)
+    return f"[PlexSync] Configuration error: {caught.value}"
+
+
+@pytest.mark.parametrize("bad", [{"plex_url": ""}, {"plex_url": "plex.local:32400"}, {"plex_token": ""},
+                                 {"plex_token": "short"}], ids=lambda b: f"{next(iter(b))}={next(iter(b.values()))!r}")
+def test_configuration_errors_are_quoted_as_the_code_words_them(bad):
+    """Each bad setting's real message is one of the lines troubleshoot.md quotes for it."""
+    quoted = re.findall(r"^```log\n(.*?)^```", read(DOCS / "troubleshoot.md").split("## Configuration error", 1)[1],
+                        re.M | re.S)[0].splitlines()
+    message = _config_error(**bad)
+    patterns = [re.escape(line.strip()).replace(re.escape("<"), "<").replace(re.escape(">"), ">") for line in quoted]
+    patterns = [re.sub(r"<[^>]+>", ".+", p) for p in patterns]
+    assert any(re.fullmatch(p, message) for p in patterns), f"troubleshoot.md does not quote {message!r}"
+
+
+def test_config_md_enabled_says_what_the_hook_and_tasks_do(env):  # noqa: F811
+    from worker.tasks import OFFLINE_TASKS
+
+    text = _section(DOCS / "config.md", "`enabled`")
+    exempt = {t["name"] for t in manifest()["tasks"] if t["defaultArgs"]["mode"] in OFFLINE_TASKS}
+    assert set(re.findall(r"\*\*(.+?)\*\*", text)) == exempt, "the tasks that still run with the plugin off"
+    assert "first save after you switch it off is still queued" in text
+
+    sid, _ = env.scene_with_item(1)
+    env.hook(sid)
+    env.settle()  # the hook's verdict is now "enabled and valid"
+    env.settings(enabled=False)
+    first = env.hook(sid)
+    assert first.output == f"queued scene {sid}"  # still queued, as the doc says
+    wait_for(lambda: "Plugin is disabled via configuration" in env.runner.worker_log(), 30, message="the worker")
+    second = env.hook(sid)
+    assert second.output == "disabled" and second.has_log("Plugin is disabled via configuration")
+    status = env.runner.run_task("Sync All Scenes to Plex")
+    assert status.output == "disabled" and status.has_log("Plugin is disabled via configuration")

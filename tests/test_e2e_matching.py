@@ -38,7 +38,8 @@ def synced_scene(env, n: int):
 # -- renames and moves with a live worker -------------------------------------------
 
 
-def test_rename_with_a_kept_rating_key_lands_with_a_live_worker(env):
+def test_rename_with_a_kept_rating_key_lands_with_a_live_worker(env, monkeypatch):
+    monkeypatch.setenv("PLEXSYNC_LOG_LEVEL", "DEBUG")  # per-scene lines in worker.log
     # Plex already holds the scene's values: the first sync writes nothing, so the
     # item's updatedAt stays older than what the index has seen (the newer item),
     # and only the scene's own earlier match can find it after the rename.

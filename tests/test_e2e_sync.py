@@ -232,7 +232,8 @@ def test_preserve_plex_edits_fills_only_empty_fields(env):
     assert item["title"] == "Curated in Plex" and item["summary"] == "Stash details"
 
 
-def test_preserve_plex_edits_keeps_the_poster_chosen_in_plex(env):
+def test_preserve_plex_edits_keeps_the_poster_chosen_in_plex(env, monkeypatch):
+    monkeypatch.setenv("PLEXSYNC_LOG_LEVEL", "DEBUG")  # the per-item line is at debug
     from plexapi.server import PlexServer
 
     sid, rk = env.scene_with_item(81)

@@ -119,7 +119,8 @@ def test_sync_all_pages_syncs_then_skips_unchanged(env):
     assert all(per_page == 10 for _, per_page in find_scenes_pages(env))  # never per_page -1
 
 
-def test_sync_all_beside_an_idle_worker_counts_everything(env):
+def test_sync_all_beside_an_idle_worker_counts_everything(env, monkeypatch):
+    monkeypatch.setenv("PLEXSYNC_LOG_LEVEL", "DEBUG")  # the worker would log each scene it synced
     small_pages(env.runner, 1)
     env.settings(poll_interval=30)  # the worker lingers, polling the queue every 0.5 s
     items = {i: env.scene_with_item(i)[1] for i in range(1, 5)}
@@ -194,8 +195,12 @@ def test_queue_status_reports_queue_dlq_breaker_and_last_sync(env):
 
     before = env.runner.run_task(STATUS)
     assert before.error is None
-    assert before.output.startswith("Queue: 0 pending, 0 waiting to retry, 0 in progress; DLQ: 0 (top errors: none)")
-    assert "circuit breaker: closed; last successful sync: never" in before.output
+    data = env.runner.data_dir
+    assert not data.exists() or not list(data.iterdir()), "Queue Status only reads: it creates no file"
+    assert before.output.splitlines() == [
+        "Queue: 0 pending, 0 waiting to retry, 0 in progress", "DLQ: 0 (top errors: none)",
+        "Circuit breaker: closed", "Last successful sync: never", "Background worker: not running",
+        f"Data folder: {env.runner.data_dir}", f"Worker log: {env.runner.data_dir / 'worker.log'}"]
 
     env.scene_with_item(1)
     nofile = [env.stash.add_scene(title=f"No file {i}") for i in (1, 2)]
@@ -221,11 +226,13 @@ def test_queue_status_reports_queue_dlq_breaker_and_last_sync(env):
     out = status.output
     assert out.startswith("Queue: 2 pending, 1 waiting to retry (next at "), out
     assert "DLQ: 2 (top errors: SceneHasNoFile (2))" in out
-    assert "circuit breaker: open (Plex paused until " in out
-    assert "last successful sync: never" not in out
-    stamp = re.search(r"last successful sync: (\S+ \S+);", out).group(1)
+    assert "Circuit breaker: open (Plex paused until " in out
+    assert "Last successful sync: never" not in out
+    stamp = re.search(r"Last successful sync: (\S+ \S+)$", out, re.MULTILINE).group(1)
     assert abs(datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S") - datetime.now()) < timedelta(minutes=5)
-    assert status.has_log(out, "info")  # also in Stash's log
+    assert "Background worker: running" in out.splitlines()  # no_worker holds worker.lock, as a worker does
+    for line in out.splitlines():  # also in Stash's log, a line each
+        assert status.has_log(f"[PlexSync] {line}", "info"), line
 
 
 def test_retry_purge_and_clear_dead_letters(env):
@@ -334,3 +341,25 @@ def test_task_takes_the_queue_over_from_a_busy_worker(env):
         assert env.plex.item(rk)["title"] == f"Title {i}"
     assert env.plex.count("PUT") == n  # each scene written once: never by both
     assert env.dlq() == []
+
+
+def test_sync_all_over_hundreds_of_scenes_logs_per_batch_not_per_scene(env):
+    for i in range(1, 301):
+        env.scene_with_item(i)
+    env.plex.add_item(env.section, "dup a", ["/data/stash/a/dup.mp4"])
+    env.plex.add_item(env.section, "dup b", ["/data/stash/b/dup.mp4"])
+    dup = env.stash.add_scene(title="Dup", files=["/data/stash/c/dup.mp4"])  # two items by name: ambiguous
+
+    result = env.runner.run_task(SYNC_ALL)
+    assert result.output == "Sync complete: 300 synced, 0 unchanged, 0 not found, 1 failed", result.stderr
+    info = result.messages("info")
+    batches = [m for m in info if m.startswith("[PlexSync Worker] Batch of ")]
+    assert len(batches) == 7, info  # 301 jobs, 50 per batch
+    assert "[PlexSync Worker] Batch of 50 jobs: 50 synced, 0 unchanged, 0 waiting, 0 failed" in batches
+    assert len(info) <= 2 * len(batches) + 3, info  # a few lines per batch, plus listing and summary
+    assert not [m for m in info if re.search(r"\bScene \d+\b", m)], info
+    assert info[-1] == "[PlexSync] " + result.output
+    failure = [m for m in result.messages("error") if f"Scene {dup} " in m]
+    assert failure and "AmbiguousMatch" in failure[0], result.messages("error")
+    assert_progress(result)
+    assert len(set(result.progress)) >= 8, result.progress  # listing, then every batch

@@ -72,7 +72,7 @@ def _hold_worker_lock(env):
 
 def _status(env) -> str:
     result = env.runner.run_task("Queue Status")
-    return re.search(r"circuit breaker: (\w+)", result.output).group(1)
+    return re.search(r"Circuit breaker: (\w+)", result.output).group(1)
 
 
 def test_maintenance_outage_opens_breaker_and_nothing_hammers_plex(env):

@@ -6,6 +6,8 @@ that is not a cover into Plex.
 
 import time
 
+import pytest
+
 from common.locking import FileLock
 from tests.e2e import env  # noqa: F401
 from tests.reliability import change_scenes as _change, stale_scenes as _stale
@@ -27,6 +29,12 @@ def _attempts(env):
         return [job.get("attempts", 0) for job in queue.pending_jobs(10_000)]
     finally:
         queue.close()
+
+
+@pytest.fixture(autouse=True)
+def _scene_lines(monkeypatch):
+    """The checks below read each scene's line in worker.log: debug level."""
+    monkeypatch.setenv("PLEXSYNC_LOG_LEVEL", "DEBUG")
 
 
 def _synced(env):

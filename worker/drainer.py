@@ -67,6 +67,8 @@ class Drainer:
             return None
         result = self.processor.run(batch)
         self.total.add(result)
+        # One line per batch at info; each scene's line is at debug (failures excepted).
+        log.info("[PlexSync Worker] Batch of %d jobs: %s", len(batch), batch_summary(result.counts))
         return result
 
     @contextlib.contextmanager
@@ -226,6 +228,18 @@ def _acquire_briefly(lock: FileLock, wait: float = LOCK_WAIT) -> bool:
             return False
         time.sleep(0.02)
     return True
+
+
+WAITING = ("not_found", "retrying", "postponed")  # policy counts_as names of jobs left queued
+
+
+def batch_summary(counts) -> str:
+    """``N synced, N unchanged, N waiting, N failed``, then any other outcome (policy counts_as names)."""
+    waiting = sum(counts.get(k, 0) for k in WAITING)
+    text = f"{counts.get('synced', 0)} synced, {counts.get('unchanged', 0)} unchanged, {waiting} waiting, " \
+           f"{counts.get('failed', 0)} failed"
+    others = sorted(k for k in counts if counts[k] and k not in WAITING + ("synced", "unchanged", "failed"))
+    return text + "".join(f", {counts[k]} {k.replace('_', ' ')}" for k in others)
 
 
 def _summary(counts) -> str:

@@ -135,7 +135,7 @@ class Processor:
         job = raw["data"]
         if (job.get("update_type") != "file_change" and not job.get("data", {}).get("force")
                 and self.ctx.timestamps.is_current(scene.id, scene.updated_at)):
-            log.info("[PlexSync Worker] Scene %s already synced (unchanged since %s)", scene.id, scene.updated_at)
+            log.debug("[PlexSync Worker] Scene %s already synced (unchanged since %s)", scene.id, scene.updated_at)
             self.settle(raw, policy.ALREADY_SYNCED, result)
             return False
         if not scene.files:
@@ -163,7 +163,7 @@ class Processor:
                 out.append((raw, self._snapshot(raw["data"], fetched)))
             except PlexSyncError as exc:
                 if isinstance(exc, SceneDeleted):
-                    log.info("[PlexSync Worker] %s; dropping its job", str(exc).capitalize())
+                    log.debug("[PlexSync Worker] %s; dropping its job", str(exc).capitalize())
                 self.settle(raw, policy.rule_for(exc), result, exc)
         return out
 
@@ -202,7 +202,7 @@ class Processor:
             return self.settle(raw, policy.rule_for(outcome), result, outcome, scene=scene)
         self.ctx.timestamps.record(scene.id, scene.updated_at)
         synced = getattr(outcome, "status", "synced") == "synced"
-        log.info("[PlexSync Worker] Scene %s %s in Plex (%s)", scene.id, "synced" if synced else "already up to date",
+        log.debug("[PlexSync Worker] Scene %s %s in Plex (%s)", scene.id, "synced" if synced else "already up to date",
                  ", ".join(str(k) for k in getattr(outcome, "items", [])) or "-")
         return self.settle(raw, policy.SYNCED if synced else policy.UP_TO_DATE, result)
 
@@ -219,6 +219,6 @@ class Processor:
     def _request_scan(self, scene: SceneData) -> None:
         try:
             if self.ctx.plex.request_scan(scene):
-                log.info("[PlexSync Worker] Scene %s not in Plex yet: asked Plex to scan its folder", scene.id)
+                log.debug("[PlexSync Worker] Scene %s not in Plex yet: asked Plex to scan its folder", scene.id)
         except PlexSyncError as exc:
             log.warning("[PlexSync Worker] Could not ask Plex to scan for scene %s: %s", scene.id, exc)

@@ -94,7 +94,8 @@ def _plugin_graphql(conn: Dict[str, Any], query: str, variables: Dict[str, Any],
     """One GraphQL request with urllib (cheap to import: the hook's settings check uses it)."""
     body = json.dumps({"query": query, "variables": variables}).encode()
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
-    headers.update(auth_headers(session_cookie(conn), api_key))
+    # A worker process_queue.py started has no session cookie: its connection carries the API key.
+    headers.update(auth_headers(session_cookie(conn), api_key or str(conn.get("ApiKey") or "")))
     request = urllib.request.Request(stash_url(conn) + "/graphql", data=body, headers=headers, method="POST")
     with stash_errors(f"cannot reach Stash at {stash_url(conn)}", answered):
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -117,10 +118,10 @@ class StashClient:
         self.conn = dict(server_connection or {})
         self.url = stash_url(self.conn)
         self.cookie = session_cookie(self.conn)
-        self.api_key = api_key
+        self.api_key = api_key or str(self.conn.get("ApiKey") or "")  # see fetch_plugin_settings
         self.timeout = timeout
         register_secret(self.cookie)
-        register_secret(api_key)
+        register_secret(self.api_key)
         self._stash = None
 
     @property

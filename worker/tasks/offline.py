@@ -12,9 +12,10 @@ log = logging.getLogger("plexsync")
 
 
 def queue_status(_ctx, paths, _conn):
-    paths.ensure()
+    # Read-only, like --stats-only: a data folder not there yet is reported empty, not created.
     text = format_status(status_report(paths))
-    log.info("[PlexSync] %s", text)
+    for line in text.splitlines():  # each line of Stash's log says whose it is
+        log.info("[PlexSync] %s", line)
     return text, None
 
 
