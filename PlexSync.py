@@ -112,9 +112,10 @@ def _dispatch(payload, paths, worker_mode: bool):
 
         return handle(payload, paths)
     _install_then_replay(paths, ensure, progress=_task_progress)
-    _first_contact(payload, paths)
-    from worker.tasks import run_task
+    from worker.tasks import OFFLINE_TASKS, run_task
 
+    if str(args.get("mode") or "") not in OFFLINE_TASKS:  # Queue Status and the DLQ tasks write no file
+        _first_contact(payload, paths)
     return run_task(payload, paths)
 
 
