@@ -1,6 +1,7 @@
 """Small state files shared by the hook, the worker and the tasks (not queue state)."""
 
 import time
+from datetime import datetime
 from typing import Any, Dict, Optional
 
 from common import defaults
@@ -31,7 +32,13 @@ class ConfigState:
 
 
 class SyncTimestamps:
-    """scene id -> Stash ``updated_at`` of the last successful sync.
+    """scene id -> [Stash ``updated_at``, when that snapshot was read] at the last successful sync.
+
+    Stash stores ``updated_at`` to the second, so a save in the same second
+    as an earlier one has the same ``updated_at``. A scene counts as current
+    only when its snapshot was read in a later second than its ``updated_at``:
+    every save stamped with that second had happened by then. Entries of the
+    older form (a bare ``updated_at`` string) are trusted as before.
 
     Written only after Plex confirmed the edit, atomically, and at most every
     ``flush_every`` seconds during a long drain (a lost entry only costs a
@@ -47,18 +54,28 @@ class SyncTimestamps:
         self._flushed_at = time.monotonic()
 
     def get(self, scene_id: int) -> Optional[str]:
-        return self._data.get(str(scene_id))
+        value = self._data.get(str(scene_id))
+        return value[0] if isinstance(value, list) and value else value
 
     def last_sync_time(self) -> Optional[float]:
         value = self._data.get("_last_success")
         return float(value) if isinstance(value, (int, float)) else None
 
     def is_current(self, scene_id: int, updated_at: Optional[str]) -> bool:
-        return bool(updated_at) and self.get(scene_id) == updated_at
+        value = self._data.get(str(scene_id))
+        if not updated_at or value is None:
+            return False
+        if isinstance(value, str):
+            return value == updated_at
+        if not isinstance(value, list) or len(value) != 2 or value[0] != updated_at:
+            return False
+        stamp = _epoch(updated_at)
+        return stamp is not None and isinstance(value[1], (int, float)) and value[1] >= stamp + 1
 
-    def record(self, scene_id: int, updated_at: Optional[str]) -> None:
+    def record(self, scene_id: int, updated_at: Optional[str], read_at: Optional[float] = None) -> None:
+        """``read_at``: epoch s the synced snapshot was read from Stash (None: unknown, never current)."""
         if updated_at:
-            self._data[str(scene_id)] = updated_at
+            self._data[str(scene_id)] = [updated_at, float(read_at or 0.0)]
         self._data["_last_success"] = time.time()
         self._dirty = True
         if time.monotonic() - self._flushed_at >= self.flush_every:
@@ -73,3 +90,12 @@ class SyncTimestamps:
             write_json(self.path, self._data)
             self._dirty = False
         self._flushed_at = time.monotonic()
+
+
+def _epoch(stamp: str) -> Optional[float]:
+    """Epoch seconds of an RFC3339 time as Stash writes it (``Z`` or an offset)."""
+    try:
+        parsed = datetime.fromisoformat(stamp.strip().replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        return None
+    return parsed.timestamp() if parsed.tzinfo is not None else None
