@@ -1,5 +1,6 @@
 """Small state files shared by the hook, the worker and the tasks (not queue state)."""
 
+import os
 import time
 from datetime import datetime
 from typing import Any, Dict, Optional
@@ -11,9 +12,12 @@ from common.jsonfile import read_json, write_json
 class ConfigState:
     """The last config check, cached so the hook need not ask Stash on every save.
 
-    Holds no secrets: {"enabled": bool, "error": str|None, "checked_at": ts}.
-    The hook trusts an "enabled and valid" state; anything else makes it ask
-    Stash again, so re-enabling or fixing the settings takes effect at once.
+    Holds no secrets: {"enabled", "error", "checked_at", "stamp"}. ``stamp``
+    is the size and modification time of Stash's ``config.yml`` (where Stash
+    keeps plugin settings; ``server_connection.Dir`` is its folder) when the
+    check was made. The hook trusts an "enabled and valid" state only while
+    that file is unchanged: saving the plugin's settings rewrites it, so the
+    next save asks Stash again (one stat per save, no request).
     """
 
     def __init__(self, path) -> None:
@@ -23,12 +27,49 @@ class ConfigState:
         state = read_json(self.path)
         return state if isinstance(state, dict) else None
 
-    def usable(self) -> bool:
+    def usable(self, stamp: Optional[list] = None) -> bool:
         state = self.read()
-        return bool(state and state.get("enabled") and not state.get("error"))
+        return bool(state and state.get("enabled") and not state.get("error") and state.get("stamp") == stamp)
 
-    def write(self, *, enabled: bool, error: Optional[str] = None) -> None:
-        write_json(self.path, {"enabled": bool(enabled), "error": error, "checked_at": time.time()})
+    def write(self, *, enabled: bool, error: Optional[str] = None, stamp: Optional[list] = None) -> None:
+        write_json(self.path, {"enabled": bool(enabled), "error": error, "checked_at": time.time(), "stamp": stamp})
+
+
+def config_file_stamp(conn: Dict[str, Any]) -> Optional[list]:
+    """[mtime_ns, size] of Stash's config.yml, or None when Stash gave no folder or it has none."""
+    folder = (conn or {}).get("Dir") if isinstance(conn, dict) else None
+    if not folder or not isinstance(folder, str):
+        return None
+    try:
+        st = os.stat(os.path.join(folder, "config.yml"))
+    except OSError:
+        return None
+    return [st.st_mtime_ns, st.st_size]
+
+
+class StashSession:
+    """The newest Stash session cookie a hook or task was handed, for a running worker.
+
+    A credential, so owner-only (write_json's temp file is created 0600); never
+    logged. Written only when the cookie changed, so a save costs one small read.
+    """
+
+    def __init__(self, path) -> None:
+        self.path = path
+
+    def read(self) -> str:
+        data = read_json(self.path)
+        value = data.get("cookie") if isinstance(data, dict) else None
+        return value if isinstance(value, str) else ""
+
+    def offer(self, conn: Dict[str, Any]) -> None:
+        cookie = (conn or {}).get("SessionCookie") if isinstance(conn, dict) else None
+        value = cookie.get("Value") if isinstance(cookie, dict) else None
+        if not value or not isinstance(value, str) or value == self.read():
+            return
+        write_json(self.path, {"cookie": value})
+        if os.name == "posix":
+            os.chmod(self.path, 0o600)
 
 
 class SyncTimestamps:

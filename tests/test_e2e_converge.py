@@ -2,9 +2,12 @@
 settings changed under a running worker, expired Stash sessions (issue 12)."""
 
 import json
+import stat
 from datetime import datetime, timedelta
 
-from tests.e2e import env, wait_for  # noqa: F401
+import pytest
+
+from tests.e2e import Env, env, wait_for  # noqa: F401
 from tests.runner import scene_update
 
 
@@ -44,3 +47,115 @@ def test_an_unchanged_scene_costs_no_plex_write(env):
     env.hook(sid)
     env.settle()
     assert not [r for r in env.plex.requests if r.method in ("PUT", "POST")]
+
+
+# -- a live worker: settings and sessions change under it ---------------------------------
+
+NEW_TOKEN = "plex-e2e-new-token-9876543210"
+
+
+@pytest.fixture
+def live(tmp_path):
+    """A worker that stays alive (long poll_interval); Stash writes config.yml like Stash."""
+    e = Env(tmp_path, settings={"poll_interval": 60})
+    e.stash.config_dir = str(e.runner.stash_dir)
+    e.settings()
+    yield e
+    e.close()
+
+
+def _synced(env, rk, title, timeout=30):
+    wait_for(lambda: env.plex.item(rk)["title"] == title, timeout, message=f"Plex title {title!r}")
+
+
+def _live_worker(env, sid, rk):
+    env.hook(sid, scene_update(sid, title=f"Title {sid}"))
+    env.stash.update_scene(sid, title="warm")
+    env.hook(sid, scene_update(sid, title="warm"))
+    _synced(env, rk, "warm")
+    pid = env.runner.worker_pid()
+    assert pid
+    return pid
+
+
+def test_new_token_applies_to_the_next_batch_of_a_running_worker(live):
+    sid, rk = live.scene_with_item(1)
+    sid2, rk2 = live.scene_with_item(2)
+    pid = _live_worker(live, sid, rk)
+    live.plex.token = NEW_TOKEN
+    live.settings(plex_token=NEW_TOKEN)
+    live.stash.update_scene(sid2, title="after the new token")
+    assert live.hook(sid2, scene_update(sid2, title="x")).output == f"queued scene {sid2}"
+    _synced(live, rk2, "after the new token")
+    assert live.runner.worker_pid() == pid
+    assert "Settings changed; the next batch uses them" in live.runner.worker_log()
+    assert live.dlq() == []
+
+
+def test_new_library_and_path_map_apply_to_a_running_worker(live):
+    sid, rk = live.scene_with_item(1)
+    other = live.plex.add_section("Other", locations=["/media/other"])
+    rk2 = live.plex.add_item(other, "clip", ["/media/other/clip.mp4"])
+    sid2 = live.stash.add_scene(title="Clip", files=["/data/other/clip.mp4"])
+    pid = _live_worker(live, sid, rk)
+    live.settings(plex_library="Stash, Other", path_map="/data/other=>/media/other")
+    live.hook(sid2, scene_update(sid2, title="Clip"))
+    _synced(live, rk2, "Clip")
+    assert live.runner.worker_pid() == pid
+
+
+def test_disabled_stops_queuing_and_syncing_at_once_then_enabled_resumes(live):
+    from sync_queue.queue import make_job
+
+    sid, rk = live.scene_with_item(1)
+    sid2, rk2 = live.scene_with_item(2)
+    _live_worker(live, sid, rk)
+    live.settings(enabled=False)
+    result = live.hook(sid2, scene_update(sid2, title="x"))
+    assert result.output == "disabled" and live.stats()["ready"] == 0
+    # A job queued just before the switch: the live worker must not sync it.
+    live.stash.update_scene(sid2, title="queued before disabling")
+    queue = live.queue()
+    try:
+        queue.put(make_job(sid2, "metadata", {"input_fields": ["title"], "source": "hook"}))
+    finally:
+        queue.close()
+    wait_for(lambda: live.runner.worker_pid() is None, 30, message="the worker to stop")
+    assert live.stats()["ready"] == 1 and live.plex.item(rk2)["title"] != "queued before disabling"
+    assert "Plugin is disabled via configuration" in live.runner.worker_log()
+    live.settings(enabled=True)
+    assert live.hook(sid, scene_update(sid, title="x")).output == f"queued scene {sid}"
+    _synced(live, rk2, "queued before disabling")
+
+
+def test_expired_session_without_api_key_takes_up_the_next_hooks_cookie(tmp_path):
+    env = Env(tmp_path, settings={"poll_interval": 60})
+    env.stash.api_key = None  # Stash has no API key: the session cookie is all there is
+    try:
+        sid, rk = env.scene_with_item(1)
+        sid2, rk2 = env.scene_with_item(2)
+        pid = _live_worker(env, sid, rk)
+        old = env.runner.cookie
+        env.stash.expire_sessions()
+        env.runner.cookie = env.stash.new_session_cookie()  # what Stash hands the next hook
+        env.stash.update_scene(sid2, title="after the session expired")
+        env.hook(sid2, scene_update(sid2, title="x"))
+        _synced(env, rk2, "after the session expired")
+        assert env.runner.worker_pid() == pid  # the same worker, with the new cookie
+        session = env.runner.data_dir / "stash_session.json"
+        assert stat.S_IMODE(session.stat().st_mode) == 0o600
+        for text in (env.runner.worker_log(), json.dumps(env.dlq())):
+            assert env.runner.cookie not in text and old not in text
+    finally:
+        env.close()
+
+
+def test_expired_session_with_api_key_keeps_the_worker_syncing(live):
+    sid, rk = live.scene_with_item(1)
+    sid2, rk2 = live.scene_with_item(2)
+    pid = _live_worker(live, sid, rk)
+    live.stash.expire_sessions()  # the next hook's cookie is the expired one too
+    live.stash.update_scene(sid2, title="with the API key")
+    live.hook(sid2, scene_update(sid2, title="x"))
+    _synced(live, rk2, "with the API key")
+    assert live.runner.worker_pid() == pid
