@@ -159,3 +159,18 @@ def test_expired_session_with_api_key_keeps_the_worker_syncing(live):
     live.hook(sid2, scene_update(sid2, title="x"))
     _synced(live, rk2, "with the API key")
     assert live.runner.worker_pid() == pid
+
+
+def test_sync_timestamps_current_only_when_read_in_a_later_second(tmp_path):
+    from common.state import SyncTimestamps
+
+    stamps = SyncTimestamps(tmp_path / "t.json")
+    at = "2026-01-02T03:04:05+02:00"
+    second = datetime.fromisoformat(at).timestamp()
+    stamps.record(1, at, read_at=second + 0.9)   # read within the second of the save
+    stamps.record(2, at, read_at=second + 1.0)   # read once that second was over
+    stamps.record(3, at, read_at=None)           # unknown: never current
+    stamps._data["4"] = at                       # the older form: trusted as before
+    assert [stamps.is_current(i, at) for i in (1, 2, 3, 4)] == [False, True, False, True]
+    assert not stamps.is_current(2, "2026-01-02T03:04:06+02:00")
+    assert stamps.get(2) == at
