@@ -23,7 +23,6 @@ from common.locking import FileLock
 from common.log import register_secret
 from common.paths import DataPaths
 from common.progress import ProgressBar, show_logs_above
-from worker.stash import fetch_plugin_settings
 
 # Modules that import third-party packages (persist-queue, pydantic, plexapi)
 # are imported inside the commands, after ensure() has installed them.
@@ -204,21 +203,21 @@ def _stash_connection(url: str):
 
 
 def load_cli_config(args):
-    from validation.config import PLUGIN_ID, load_config
+    from worker import settings as plugin_settings  # the one configuration entry point
 
     settings = {}
     conn = _stash_connection(args.stash_url) if args.stash_url else {}
     if conn:
         try:
-            settings = fetch_plugin_settings(conn, PLUGIN_ID, api_key=args.stash_api_key or "")
+            settings = plugin_settings.fetch(conn, api_key=args.stash_api_key or "")
         except StashUnavailable as exc:
             print(f"Could not read the plugin settings from Stash ({exc}); using the command line only",
                   file=sys.stderr)
-    for key, value in (("plex_url", args.plex_url), ("plex_token", args.plex_token),
-                       ("plex_library", args.plex_library)):
-        if value:
-            settings[key] = value
-    return load_config(settings, stash_url=args.stash_url or "", stash_api_key=args.stash_api_key or ""), conn
+    flags = {key: value for key, value in (("plex_url", args.plex_url), ("plex_token", args.plex_token),
+                                           ("plex_library", args.plex_library)) if value}
+    config = plugin_settings.load(conn, None, settings, overrides=flags, url=args.stash_url or "",
+                                  api_key=args.stash_api_key or "")
+    return config, conn
 
 
 def process(paths, args) -> int:

@@ -24,6 +24,7 @@ class DataPaths:
         self.timestamps = join("sync_timestamps.json")
         self.device_id = join("device_id.json")
         self.config_state = join("config_state.json")
+        self.stash_session = join("stash_session.json")  # a credential: the newest Stash cookie (0600)
         self.match_index = join("match_index.db")
         self.match_index_lock = self.match_index + ".lock"  # one index builder at a time (plex.store)
         self.written = join("written.db")  # what PlexSync wrote, collections it created

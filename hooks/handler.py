@@ -75,11 +75,12 @@ def handle(payload: Dict[str, Any], paths) -> Tuple[Any, Optional[str]]:
         log.debug("[PlexSync Hook] Scene %s: no synced field changed, nothing to do", hook.get("id"))
         return "no synced field changed", None
 
-    from common.state import ConfigState  # here: a save that changed no synced field stops above
+    # here: a save that changed no synced field stops above
+    from common.state import ConfigState, StashSession, config_file_stamp
 
     conn = payload.get("server_connection") or {}
-    if not ConfigState(paths.config_state).usable():
-        # One-off (first run, disabled or invalid settings): not counted
+    if not ConfigState(paths.config_state).usable(config_file_stamp(conn)):
+        # One-off (first run, settings just saved, disabled or invalid): not counted
         # against the handler's target, which is about the every-save path.
         checked = time.perf_counter()
         verdict = _check_config(conn, paths)
@@ -96,6 +97,7 @@ def handle(payload: Dict[str, Any], paths) -> Tuple[Any, Optional[str]]:
             queue.put(make_job(scene_id, update_type, {"input_fields": fields, "source": "hook"}))
     finally:
         queue.close()
+    StashSession(paths.stash_session).offer(conn)  # a running worker takes up a renewed session
     ensure_worker(paths, conn)
     elapsed_ms = (time.perf_counter() - started) * 1000
     if elapsed_ms > TARGET_MS:
@@ -106,31 +108,24 @@ def handle(payload: Dict[str, Any], paths) -> Tuple[Any, Optional[str]]:
 
 
 def _check_config(conn: Dict[str, Any], paths) -> Optional[Tuple[Any, Optional[str]]]:
-    """Slow path, taken only when the cached state is missing, disabled or invalid.
+    """Slow path: no cached verdict, or it says disabled or invalid, or Stash's config.yml changed.
 
     Returns a result to give Stash when the event must not be queued, or
     None to go on and queue it.
     """
     # pydantic and the settings query cost ~0.3 s: only on this rare path.
     from common.errors import ConfigError, StashUnavailable
-    from common.state import ConfigState
-    from validation.config import PLUGIN_ID, load_config
-    from worker.stash import fetch_plugin_settings
+    from worker import settings as plugin_settings
 
-    state = ConfigState(paths.ensure().config_state)
     try:
-        settings = fetch_plugin_settings(conn, PLUGIN_ID)
+        config = plugin_settings.load(conn, paths)
     except StashUnavailable as exc:
         # Cannot tell: queue it; the worker checks the settings before syncing.
         log.warning("[PlexSync Hook] Could not read settings (%s); queuing anyway", exc)
         return None
-    try:
-        config = load_config(settings)
     except ConfigError as exc:
-        state.write(enabled=bool(settings.get("enabled", True)), error=str(exc))
         log.error("[PlexSync] Configuration error: %s", exc)
         return None, f"Configuration error: {exc}"
-    state.write(enabled=config.enabled)
     if not config.enabled:
         log.info("[PlexSync] Plugin is disabled via configuration")
         return "disabled", None

@@ -61,3 +61,8 @@ def test_history_import_prints_requests_per_run():
     assert "250 plays added to 20 scenes" in out
     assert len(re.findall(r"history pages, \d+ other; Stash requests: \d+", out)) == 3
     assert len(re.findall(r": (MET|MISSED)", out)) == 2
+
+
+def test_settings_check_bench_prints_figures():
+    out = run_bench("settings_check.py", "--checks", "5", "--latency", "0")
+    assert "check, nothing changed" in out and "hook: stat config.yml + session" in out

@@ -184,6 +184,8 @@ def test_wrong_token_goes_to_dlq_and_never_leaks(env):
         if f.is_file():
             data = f.read_bytes()
             for secret in ("wrong-token-abcdefghij", PLEX_TOKEN, STASH_API_KEY, env.runner.cookie):
+                if f.name == "stash_session.json" and secret == env.runner.cookie:
+                    continue  # the one credential store, owner-only (docs/install.md)
                 assert secret.encode() not in data, f"{secret[:6]}... found in {f.name}"
 
 

@@ -114,6 +114,16 @@ def test_configure_plugin_mutation_replaces_the_map(emu):
     assert emu.plugin_settings("PlexSync") == {"c": False}
 
 
+def test_configure_plugin_rewrites_config_yml_in_the_config_dir(emu, tmp_path):
+    emu.config_dir = str(tmp_path)
+    connect(emu).configure_plugin("PlexSync", {"enabled": False})
+    first = (tmp_path / "config.yml").stat()
+    assert '"enabled": false' in (tmp_path / "config.yml").read_text()
+    connect(emu).configure_plugin("PlexSync", {"enabled": True})
+    again = (tmp_path / "config.yml").stat()
+    assert (again.st_mtime_ns, again.st_size) != (first.st_mtime_ns, first.st_size)
+
+
 # ---------------------------------------------------------------- findScene
 
 def test_find_scene_with_the_project_fragment(emu):

@@ -1,18 +1,16 @@
-"""Everything a drain needs, built once per process from the validated config."""
+"""Everything a drain needs, built from the validated config, and rebuilt when it changes."""
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
-from common.errors import ConfigError
-from common.log import register_secret
-from common.state import ConfigState, SyncTimestamps
+from common.state import SyncTimestamps
 from plex.sync import PlexSync
 from sync_queue.dlq import DeadLetterQueue
 from sync_queue.queue import JobQueue, open_queue
-from validation.config import PLUGIN_ID, PlexSyncConfig, load_config
+from validation.config import PlexSyncConfig
 from worker.breaker import CircuitBreaker
-from worker.stash import StashClient, fetch_plugin_settings, session_cookie, stash_url
+from worker.stash import StashClient
 
 log = logging.getLogger("plexsync")
 
@@ -27,6 +25,19 @@ class WorkerContext:
     timestamps: SyncTimestamps
     stash: StashClient
     plex: PlexSync
+    conn: Dict[str, Any]
+
+    def reconfigure(self, config: PlexSyncConfig, conn: Dict[str, Any]) -> None:
+        """New settings or a new Stash session: rebuild what depends on them, as a new worker would."""
+        old, self.config = self.config, config
+        if conn is not self.conn or (config.stash_api_key, config.read_timeout) != (old.stash_api_key,
+                                                                                 old.read_timeout):
+            self.conn = conn
+            self.stash = StashClient(conn, api_key=config.stash_api_key, timeout=config.read_timeout)
+        if _plex_view(config) != _plex_view(old):
+            # Plex connection, timeouts, libraries, path_map, matching: all live in PlexSync.
+            self.plex.close()
+            self.plex = PlexSync(config, self.paths)
 
     def close(self) -> None:
         self.timestamps.flush()
@@ -36,23 +47,9 @@ class WorkerContext:
             self.queue.close()
 
 
-def read_config(server_connection: Dict[str, Any], paths, settings: Optional[Dict[str, Any]] = None) -> PlexSyncConfig:
-    """Fetch and validate the settings; remember the verdict for the hook."""
-    if settings is None:
-        settings = fetch_plugin_settings(server_connection, PLUGIN_ID)
-    register_secret(settings.get("plex_token"))
-    state = ConfigState(paths.ensure().config_state)
-    try:
-        config = load_config(settings, stash_url=stash_url(server_connection),
-                             stash_session_cookie=session_cookie(server_connection))
-    except ConfigError as exc:
-        state.write(enabled=bool(settings.get("enabled", True)), error=str(exc))
-        raise
-    state.write(enabled=config.enabled)
-    register_secret(config.plex_token)
-    register_secret(config.stash_session_cookie)
-    register_secret(config.stash_api_key)
-    return config
+def _plex_view(config: PlexSyncConfig) -> Dict[str, Any]:
+    """Every setting except the Stash credentials, which PlexSync (the Plex side) does not use."""
+    return config.model_dump(exclude={"stash_session_cookie", "stash_api_key", "stash_url"})
 
 
 def build_context(config: PlexSyncConfig, paths, server_connection: Dict[str, Any]) -> WorkerContext:
@@ -71,4 +68,5 @@ def build_context(config: PlexSyncConfig, paths, server_connection: Dict[str, An
         timestamps=SyncTimestamps(paths.timestamps),
         stash=StashClient(server_connection, api_key=config.stash_api_key, timeout=config.read_timeout),
         plex=PlexSync(config, paths),
+        conn=server_connection,
     )

@@ -22,9 +22,11 @@ from common import log as plog
 from common.errors import ConfigError, StashUnavailable
 from common.locking import FileLock
 from history.run import maybe_import
-from worker.context import build_context, read_config
+from worker import settings as plugin_settings
+from worker.context import build_context
 from worker.launch import release_claim
 from worker.processor import BatchResult, Processor
+from worker.settings import SettingsWatch
 
 log = logging.getLogger("plexsync.worker")
 
@@ -36,9 +38,11 @@ LOCK_WAIT = defaults.LOCK_WAIT  # see _acquire_briefly
 class Drainer:
     """Takes due jobs in batches and hands them to the Processor."""
 
-    def __init__(self, ctx, *, foreground: bool = False) -> None:
+    def __init__(self, ctx, *, foreground: bool = False, watch: Optional[SettingsWatch] = None) -> None:
         self.ctx = ctx
         self.foreground = foreground
+        self.watch = watch  # the background worker's look at the settings before each batch
+        self.settings_stop = False  # the settings say: do not sync (disabled or invalid)
         self.processor = Processor(ctx)
         self.drain_lock = FileLock(ctx.paths.drain_lock)
         self.task_lock = FileLock(ctx.paths.task_lock)
@@ -65,6 +69,11 @@ class Drainer:
         batch = self.ctx.queue.take(BATCH_SIZE, due_by)
         if not batch:
             return None
+        if self.watch is not None and not self.watch.check():
+            for raw in batch:  # untouched: they wait for the settings to allow syncing
+                self.ctx.queue.retry_later(raw, 0)
+            self.settings_stop = True
+            return BatchResult(config_error=True)
         result = self.processor.run(batch)
         self.total.add(result)
         # One line per batch at info; each scene's line is at debug (failures excepted).
@@ -168,7 +177,8 @@ def run_background(payload, paths) -> int:
         return 0
     conn = (payload or {}).get("server_connection") or {}
     try:
-        config = read_config(conn, paths)
+        settings = plugin_settings.fetch(conn)
+        config = plugin_settings.load(conn, paths, settings)
     except (ConfigError, StashUnavailable) as exc:
         log.error("[PlexSync] %s%s; queued jobs are kept",
                   "Configuration error: " if isinstance(exc, ConfigError) else "", exc)
@@ -180,7 +190,7 @@ def run_background(payload, paths) -> int:
         return 0
     # The drain runs on a daemon thread; everything it opens (SQLite
     # connections included) is created, used and closed on that thread.
-    thread = threading.Thread(target=_background, args=(config, paths, conn, worker_lock),
+    thread = threading.Thread(target=_background, args=(config, settings, paths, conn, worker_lock),
                               name="plexsync-worker", daemon=True)
     thread.start()
     while thread.is_alive():
@@ -188,21 +198,22 @@ def run_background(payload, paths) -> int:
     return 0
 
 
-def _background(config, paths, conn, worker_lock: FileLock) -> None:
+def _background(config, settings, paths, conn, worker_lock: FileLock) -> None:
     ctx = build_context(config, paths, conn)
+    watch = SettingsWatch(ctx, settings)
     log.info("[PlexSync Worker] Background worker started (pid %d)", os.getpid())
     try:
         while True:
             maybe_import(ctx, time.time())  # Plex watch history, when enabled (history/run.py)
-            drainer = Drainer(ctx)
-            drainer.drain_background(config.poll_interval)
+            drainer = Drainer(ctx, watch=watch)
+            drainer.drain_background(ctx.config.poll_interval)
             counts = dict(drainer.total.counts)
             if counts:
                 log.info("[PlexSync Worker] Drained: %s", _summary(counts))
             # No lost wake-up: a hook that queued after our last look either
             # sees the lock free (and spawns a worker) or is seen here.
             worker_lock.release()
-            if ctx.queue.stats()["ready"] and _acquire_briefly(worker_lock):
+            if not drainer.settings_stop and ctx.queue.stats()["ready"] and _acquire_briefly(worker_lock):
                 continue
             break
     except Exception:

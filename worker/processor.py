@@ -176,6 +176,7 @@ class Processor:
             raise SceneDeleted(f"scene {job['scene_id']} no longer exists in Stash")
         scene = scene_from_stash(found, strict=self.ctx.config.strict_mode)
         payload["snapshot"] = scene.model_dump()
+        payload["read_at"] = self.ctx.queue.clock()  # see SyncTimestamps.is_current
         return scene
 
     def _sync(self, todo, result: BatchResult) -> None:
@@ -200,7 +201,7 @@ class Processor:
             outcome = TransientError(f"no result for scene {scene.id}")
         if isinstance(outcome, BaseException):
             return self.settle(raw, policy.rule_for(outcome), result, outcome, scene=scene)
-        self.ctx.timestamps.record(scene.id, scene.updated_at)
+        self.ctx.timestamps.record(scene.id, scene.updated_at, raw["data"].get("data", {}).get("read_at"))
         synced = getattr(outcome, "status", "synced") == "synced"
         log.debug("[PlexSync Worker] Scene %s %s in Plex (%s)", scene.id, "synced" if synced else "already up to date",
                  ", ".join(str(k) for k in getattr(outcome, "items", [])) or "-")

@@ -124,6 +124,12 @@ class StashClient:
         register_secret(self.api_key)
         self._stash = None
 
+    def api_key_in_use(self) -> str:
+        """The API key stashapi switched to (Stash has one), or ""."""
+        if self._stash is None:
+            return self.api_key
+        return str(self._stash.s.headers.get("ApiKey") or self.api_key or "")
+
     @property
     def stash(self):
         if self._stash is None:

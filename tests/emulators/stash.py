@@ -473,6 +473,9 @@ class StashEmulator(_StudiosGroupsMixin, _PlayMixin):
         self.latency = latency
         self.tz = tz
         self.external_host: Optional[str] = None   # Stash's external_host setting
+        # Stash's config folder (server_connection.Dir); when set, every settings
+        # change rewrites config.yml there, as Stash does (see set_plugin_settings).
+        self.config_dir: Optional[str] = None
         self.host = "127.0.0.1"
         self.port = 0
         self.documents: List[Dict[str, Any]] = []
@@ -595,6 +598,18 @@ class StashEmulator(_StudiosGroupsMixin, _PlayMixin):
         """Replace a plugin's stored settings (like configurePlugin); keys never set stay absent."""
         with self._lock:
             self._plugin_settings[str(plugin_id)] = json.loads(json.dumps(dict(settings)))
+            self._write_config_file()
+
+    def _write_config_file(self) -> None:
+        """Stash's ``configurePlugin`` (internal/api/resolver_mutation_configure.go) calls
+        ``SetPluginConfiguration`` then ``config.Write()``, which rewrites the config file
+        in place with ``os.WriteFile`` (internal/manager/config/config.go);
+        ``server_connection.Dir`` is that file's folder (pkg/plugin/plugins.go,
+        ``GetConfigPathAbs``). JSON is YAML, which is all a reader needs here."""
+        if not self.config_dir:
+            return
+        with open(f"{self.config_dir}/config.yml", "w", encoding="utf-8") as fh:
+            json.dump({"plugins": {"settings": self._plugin_settings}}, fh, indent=2)
 
     def plugin_settings(self, plugin_id: str) -> Dict[str, Any]:
         with self._lock:

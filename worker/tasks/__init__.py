@@ -14,8 +14,10 @@ import logging
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from common.errors import ConfigError, StashUnavailable
+from common.state import StashSession
 from history.run import import_task
-from worker.context import build_context, read_config
+from worker import settings as plugin_settings  # the one configuration entry point
+from worker.context import build_context
 from worker.tasks.offline import clear_dlq, purge_dlq, queue_status
 from worker.tasks.process import process_queue, retry_dlq
 from worker.tasks.repair import force_resync, repair_drift
@@ -47,10 +49,11 @@ def run_task(payload: Dict[str, Any], paths) -> Tuple[Any, Optional[str]]:
         log.error("[PlexSync] Unknown task mode %r (expected one of: %s)", mode[:40], ", ".join(TASKS))
         return None, f"unknown mode {mode[:40]!r}"
     conn = payload.get("server_connection") or {}
+    StashSession(paths.ensure().stash_session).offer(conn)  # a running worker takes up a renewed session
     if mode in OFFLINE_TASKS:
         return handler(None, paths, conn)
     try:
-        config = read_config(conn, paths)
+        config = plugin_settings.load(conn, paths)
     except ConfigError as exc:
         log.error("[PlexSync] Configuration error: %s", exc)
         return None, f"Configuration error: {exc}"

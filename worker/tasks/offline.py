@@ -5,7 +5,7 @@ import logging
 from validation.config import setting_default
 from common.errors import ConfigError, StashUnavailable
 from sync_queue.dlq import DeadLetterQueue
-from worker.context import read_config
+from worker import settings as plugin_settings  # the one configuration entry point
 from worker.status import format_status, status_report
 
 log = logging.getLogger("plexsync")
@@ -38,7 +38,7 @@ def _retention_days(conn, paths) -> int:
     """The configured DLQ retention; the default when the settings are unusable
     (purging needs neither Plex nor valid Plex settings)."""
     try:
-        return read_config(conn, paths).dlq_retention_days
+        return plugin_settings.load(conn, paths).dlq_retention_days
     except (ConfigError, StashUnavailable) as exc:
         days = setting_default("dlq_retention_days")
         log.warning("[PlexSync] Using the default DLQ retention (%d days): %s", days, exc)

@@ -89,7 +89,8 @@ def _job_for(ctx, raw: Dict[str, Any], counts: Counter) -> Optional[Dict[str, An
     except PlexSyncError as exc:
         _settle_listed(ctx, raw, exc, counts)
         return None
-    return make_job(scene.id, "sync_all", {"source": "task", "snapshot": scene.model_dump()})
+    return make_job(scene.id, "sync_all", {"source": "task", "snapshot": scene.model_dump(),
+                                                "read_at": ctx.queue.clock()})
 
 
 def _settle_listed(ctx, raw: Dict[str, Any], error: PlexSyncError, counts: Counter) -> None:
