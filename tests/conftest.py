@@ -26,9 +26,14 @@ def paths(tmp_path):
 
 
 @pytest.fixture
-def emu():
-    """A running Plex emulator; test modules that need more set-up override it."""
+def emu(request):
+    """A running Plex emulator. A test module that sets ``LIBRARY_ROOT`` gets one
+    movie library "Stash" there (its key in ``emu.section_key``); modules that
+    need more set-up override the fixture."""
     with PlexEmulator() as emulator:
+        root = getattr(request.module, "LIBRARY_ROOT", None)
+        if root:
+            emulator.section_key = emulator.add_section("Stash", locations=[root])
         yield emulator
 
 

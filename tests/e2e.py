@@ -103,6 +103,13 @@ def env(tmp_path):
     e.close()
 
 
+def plexapi_server(emu):
+    """The real plexapi client on the Plex emulator."""
+    from plexapi.server import PlexServer
+
+    return PlexServer(emu.url, emu.token, timeout=5)
+
+
 def wait_for(predicate, timeout: float = 30, interval: float = 0.05, message: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

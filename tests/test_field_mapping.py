@@ -5,21 +5,17 @@ from datetime import datetime
 import pytest
 
 from plex.writer import FIELD_MAP, desired, plan_edits
-from validation.scene import SceneData
+from tests.planning import make_scene, make_snapshot
 
 FILE = "/data/stash/My_Scene.Name.mp4"
 
 
 def scene(**fields):
-    return SceneData(id=1, files=[FILE], **fields)
+    return make_scene(FILE, **fields)
 
 
 def plex(**values):
-    """A snapshot as ``writer.snapshot`` returns it."""
-    base = {f.plex: None for f in FIELD_MAP}
-    base.update(files=[FILE], locked=set())
-    base.update(values)
-    return base
+    return make_snapshot(FILE, **values)
 
 
 def test_the_table_is_the_whole_mapping():

@@ -4,23 +4,10 @@ added to a library."""
 
 from datetime import datetime
 
-import pytest
-from plexapi.server import PlexServer
 
-from tests.emulators.plex import PlexEmulator
+from tests.e2e import plexapi_server as connect
 
-ROOT = "/data/stash"
-
-
-@pytest.fixture
-def emu():
-    with PlexEmulator() as e:
-        e.section_key = e.add_section("Stash", locations=[ROOT])
-        yield e
-
-
-def connect(emu) -> PlexServer:
-    return PlexServer(emu.url, emu.token, timeout=5)
+ROOT = LIBRARY_ROOT = "/data/stash"  # conftest.emu adds the library
 
 
 def keys(items):

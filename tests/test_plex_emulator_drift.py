@@ -12,19 +12,10 @@
 
 import hashlib
 
-import pytest
-from plexapi.server import PlexServer
-
-from tests.emulators.plex import PlexEmulator
-
-ROOT = "/data/stash"
+from tests.e2e import plexapi_server as connect
 
 
-@pytest.fixture
-def emu():
-    with PlexEmulator() as e:
-        e.section_key = e.add_section("Stash", locations=[ROOT])
-        yield e
+ROOT = LIBRARY_ROOT = "/data/stash"  # conftest.emu adds the library
 
 
 def listed_updated_at(server, rk) -> int:
@@ -36,7 +27,7 @@ def listed_updated_at(server, rk) -> int:
 
 def test_listing_rows_carry_updated_at_and_every_change_raises_it(emu, tmp_path):
     rk = emu.add_item(emu.section_key, "One", [f"{ROOT}/one.mp4"], updatedAt=1_700_000_000)
-    server = PlexServer(emu.url, emu.token, timeout=5)
+    server = connect(emu)
     assert listed_updated_at(server, rk) == 1_700_000_000 == int(server.fetchItem(rk).updatedAt.timestamp())
     seen = [1_700_000_000]
     item = server.fetchItem(rk)

@@ -3,24 +3,11 @@
 import time
 from datetime import datetime, timezone
 
-import pytest
-from plexapi.server import PlexServer
 
-from tests.emulators.plex import PlexEmulator
+from tests.e2e import plexapi_server as connect
 
-ROOT = "/data/stash"
+ROOT = LIBRARY_ROOT = "/data/stash"  # conftest.emu adds the library
 T0 = 1_700_000_000
-
-
-@pytest.fixture
-def emu():
-    with PlexEmulator() as e:
-        e.section_key = e.add_section("Stash", locations=[ROOT])
-        yield e
-
-
-def connect(emu) -> PlexServer:
-    return PlexServer(emu.url, emu.token, timeout=5)
 
 
 def items(emu, n):

@@ -2,22 +2,20 @@
 
 from pathlib import Path
 
-from plex.writer import FIELD_MAP, Cleared, Options, plan
-from validation.scene import CollectionSource, SceneData
+from plex.writer import Cleared, Options, plan
+from tests.planning import make_scene, make_snapshot
+from validation.scene import CollectionSource
 
 FILE = "/data/stash/a.mp4"
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def scene(**fields):
-    return SceneData(id=1, files=[FILE], **fields)
+    return make_scene(FILE, **fields)
 
 
 def plex(**values):
-    base = {f.plex: None for f in FIELD_MAP}
-    base.update(files=[FILE], locked=set())
-    base.update(values)
-    return base
+    return make_snapshot(FILE, **values)
 
 
 STUDIOS = [CollectionSource(name="Site"), CollectionSource(name="Network")]
