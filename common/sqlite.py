@@ -1,6 +1,6 @@
 """The one way PlexSync opens its own SQLite files and runs a transaction.
 
-Used by the dead-letter queue, the circuit breaker and the match index
+Used by the dead-letter queue, the circuit breaker, the match index and ``written.db``
 (persist-queue manages the job queue's connections itself). Autocommit mode
 (``isolation_level=None``): nothing is in a transaction unless ``transaction``
 opens one, and read-modify-write takes the write lock up front (BEGIN
@@ -22,6 +22,19 @@ def connect(path: "str | os.PathLike[str]", *, wal: bool = True, synchronous: st
         conn.execute("PRAGMA journal_mode=WAL")
     if synchronous:
         conn.execute(f"PRAGMA synchronous={synchronous}")
+    return conn
+
+
+def connect_private(path: "str | os.PathLike[str]") -> sqlite3.Connection:
+    """``connect`` for PlexSync's own files: parent folder made, owner-only when new,
+    WAL with synchronous=NORMAL (a power cut may lose the last commits of these
+    caches and records, never corrupt them)."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fresh = not os.path.exists(path)
+    conn = connect(path, synchronous="NORMAL")
+    if fresh and os.name == "posix":
+        os.chmod(path, 0o600)  # file paths, what was written: private
     return conn
 
 

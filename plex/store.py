@@ -19,12 +19,12 @@ which the next lock holder drops.
 """
 
 import os
-import sqlite3
 import time
 import uuid
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
+from common import sqlite
 from common.locking import FileLock
 
 Row = Tuple[str, str, int, int]  # path key, basename key, rating key, section id
@@ -47,13 +47,7 @@ class MatchStore:
 
     def __init__(self, path: "str | os.PathLike[str]") -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fresh = not self.path.exists()
-        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-        if fresh and os.name == "posix":
-            os.chmod(self.path, 0o600)  # file paths are private
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = sqlite.connect_private(self.path)
         self._db.executescript(_SCHEMA)
         if not self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'items'").fetchone():
             with self._transaction():
@@ -206,15 +200,4 @@ class MatchStore:
         self._db.execute(f"CREATE INDEX items_base_{tag} ON {table} (base)")
 
     def _transaction(self):
-        return _Transaction(self._db)
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type, *exc: object) -> None:
-        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        return sqlite.transaction(self._db)

@@ -19,11 +19,11 @@ Its own file, so a rebuild of the match index never loses it.
 
 import json
 import os
-import sqlite3
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Optional
+
+from common import sqlite
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS fields (
@@ -55,29 +55,14 @@ class WrittenStore:
 
     def __init__(self, path: "str | os.PathLike[str]") -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fresh = not self.path.exists()
-        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-        if fresh and os.name == "posix":
-            os.chmod(self.path, 0o600)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # One small commit per written item: losing the last ones in a power cut
-        # only means a value is not recognised as PlexSync's (it then stays).
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = sqlite.connect_private(self.path)
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
         self._db.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def transaction(self):
+        return sqlite.transaction(self._db)
 
     # -- fields ---------------------------------------------------------------
 
