@@ -31,6 +31,7 @@ BREAKER_THRESHOLD = 5     # failed batches in a row that open it
 BREAKER_RECOVERY = 60.0   # s Plex is left alone before one trial batch
 
 # -- tasks ------------------------------------------------------------------------------
+PLEX_PAGE_SIZE = 500      # items per library listing request (raw XML, partial items)
 STASH_PAGE_SIZE = 250     # scenes per findScenes request: bounded, never per_page -1
 RECENT_HOURS = 24         # Sync Recent's window
 TIMESTAMP_FLUSH = 5.0     # s between writes of sync_timestamps.json during a drain

@@ -11,9 +11,8 @@ is the one recorded after PlexSync's last look (``written.db``, table
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, List, Set, Tuple
 
-from plex.client import plex_errors
+from plex.client import section_pages
 
-PAGE_SIZE = 500
 
 
 @dataclass
@@ -40,19 +39,8 @@ class Drift:
 def listing_pages(server, section_ids: Iterable[int]) -> Iterator[List[Tuple[int, int]]]:
     """(rating key, updatedAt) of every movie item, one page of 500 at a time."""
     for section_id in section_ids:
-        key = f"/library/sections/{int(section_id)}/all?includeGuids=0&type=1"
-        start = 0
-        while True:
-            headers = {"X-Plex-Container-Start": str(start), "X-Plex-Container-Size": str(PAGE_SIZE)}
-            with plex_errors("listing a Plex library"):
-                data = server.query(key, headers=headers)
-            rows = [] if data is None else [(int(el.get("ratingKey")), int(el.get("updatedAt") or 0))
-                                            for el in data if el.get("ratingKey")]
-            yield rows
-            start += len(rows)
-            total = None if data is None else data.get("totalSize")
-            if not rows or (start >= int(total) if total else len(rows) < PAGE_SIZE):
-                break
+        for videos in section_pages(server, section_id):
+            yield [(int(el.get("ratingKey")), int(el.get("updatedAt") or 0)) for el in videos]
 
 
 def find_drift(pages: Iterable[List[Tuple[int, int]]], synced: Set[int], seen: Dict[int, int]) -> Drift:

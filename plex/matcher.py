@@ -26,14 +26,13 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 from plexapi.server import PlexServer
 
 from common.errors import AmbiguousMatch, ConfigError, NotInPlexLibrary, PlexNotFound, SceneHasNoFile
-from plex.client import plex_errors
+from plex.client import plex_errors, section_pages
 from plex.pathnorm import basename_key, is_under, map_path, parent_folder, path_key
 from plex.store import MatchStore, Row
 
 # Under "plexsync" so common.log.setup() routes it to Stash.
 log = logging.getLogger(f"plexsync.{__name__}")
 
-PAGE_SIZE = 500
 CHECK_LIMIT = 50  # candidates checked against Plex in one request
 # Overlap of the changes listing, in seconds: Plex's updatedAt has whole
 # seconds and ``>>=`` is strict, so an item changed in the same second as the
@@ -296,22 +295,10 @@ class Matcher:
         changed = "" if since is None else f"&updatedAt%3E%3E={int(since)}"
         for section in self.sections():
             section_id = int(section.key)
-            key = f"/library/sections/{section_id}/all?includeGuids=0&type=1{changed}"
-            start = 0
-            while True:
-                headers = {"X-Plex-Container-Start": str(start), "X-Plex-Container-Size": str(PAGE_SIZE)}
-                with plex_errors("listing a Plex library"):
-                    data = server.query(key, headers=headers)
-                if data is None:
-                    break
-                videos = [el for el in data if el.get("ratingKey")]
+            for videos in section_pages(server, section_id, changed):
                 if newest is not None:
                     newest[0] = max([newest[0]] + [int(el.get("updatedAt") or 0) for el in videos])
                 yield _rows(videos, section_id)
-                start += len(videos)
-                total = data.get("totalSize")
-                if not videos or (start >= int(total) if total else len(videos) < PAGE_SIZE):
-                    break
 
     def _pick_sections(self, everything: list) -> list:
         wanted = self.config.libraries

@@ -103,6 +103,13 @@ def env(tmp_path):
     e.close()
 
 
+def past_latest_update(env, timeout: float = 5) -> None:
+    """Wait until the clock is past Stash's newest updated_at second: a sync read
+    in that second never counts as current (SyncTimestamps.is_current)."""
+    latest = env.stash.latest_stamp()
+    wait_for(lambda: time.time() >= latest + 1, timeout, message="the second after Stash's newest updated_at")
+
+
 def plexapi_server(emu):
     """The real plexapi client on the Plex emulator."""
     from plexapi.server import PlexServer

@@ -210,7 +210,7 @@ def test_index_is_reused_across_instances(emu, make_sync):
 
 
 def test_index_pages_through_large_sections(emu, make_sync, monkeypatch):
-    monkeypatch.setattr("plex.matcher.PAGE_SIZE", 7)
+    monkeypatch.setattr("common.defaults.PLEX_PAGE_SIZE", 7)
     section = emu.add_section("Stash")
     keys = [emu.add_item(section, f"T{i:02d}", [f"/data/stash/f{i:02d}.mp4"]) for i in range(20)]
     sync = make_sync()
@@ -223,7 +223,7 @@ def test_index_pages_through_large_sections(emu, make_sync, monkeypatch):
 
 def test_index_build_memory_stays_flat(emu, make_sync, monkeypatch):
     """Rows stream page by page into SQLite; no page outlives its insert."""
-    monkeypatch.setattr("plex.matcher.PAGE_SIZE", 50)
+    monkeypatch.setattr("common.defaults.PLEX_PAGE_SIZE", 50)
     section = emu.add_section("Stash")
     for i in range(1000):
         emu.add_item(section, f"Title {i}", [f"/data/stash/d{i % 10}/file{i}.mp4"], genres=["a", "b"], actors=["x", "y"])
@@ -271,7 +271,7 @@ def test_a_fresh_index_is_not_refreshed_again_in_the_same_run(emu, make_sync):
 
 
 def test_readers_never_see_a_half_built_index(emu, make_sync, paths, monkeypatch):
-    monkeypatch.setattr("plex.matcher.PAGE_SIZE", 5)
+    monkeypatch.setattr("common.defaults.PLEX_PAGE_SIZE", 5)
     section = emu.add_section("Stash")
     for i in range(12):
         emu.add_item(section, f"T{i}", [f"/data/stash/f{i}.mp4"])

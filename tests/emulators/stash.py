@@ -663,6 +663,11 @@ class StashEmulator(_StudiosGroupsMixin, _PlayMixin):
     def _now(self) -> datetime:
         return datetime.now(self.tz).replace(microsecond=0)
 
+    def latest_stamp(self) -> float:
+        """Epoch seconds of the newest updated_at handed out (0: none yet)."""
+        with self._lock:
+            return self._last_dt.timestamp() if self._last_dt is not None else 0.0
+
     def _stamp(self, *, strictly_after_last: bool) -> datetime:
         now = self._now()
         if self._last_dt is not None:
