@@ -49,9 +49,9 @@ def run_task(payload: Dict[str, Any], paths) -> Tuple[Any, Optional[str]]:
         log.error("[PlexSync] Unknown task mode %r (expected one of: %s)", mode[:40], ", ".join(TASKS))
         return None, f"unknown mode {mode[:40]!r}"
     conn = payload.get("server_connection") or {}
-    StashSession(paths.ensure().stash_session).offer(conn)  # a running worker takes up a renewed session
-    if mode in OFFLINE_TASKS:
+    if mode in OFFLINE_TASKS:  # they only read, or delete dead-letter entries: no file written
         return handler(None, paths, conn)
+    StashSession(paths.ensure().stash_session).offer(conn)  # a running worker takes up a renewed session
     try:
         config = plugin_settings.load(conn, paths)
     except ConfigError as exc:
