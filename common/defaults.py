@@ -36,6 +36,11 @@ STASH_PAGE_SIZE = 250     # scenes per findScenes request: bounded, never per_pa
 RECENT_HOURS = 24         # Sync Recent's window
 TIMESTAMP_FLUSH = 5.0     # s between writes of sync_timestamps.json during a drain
 
+# -- watch-history import (history/) ---------------------------------------------------
+HISTORY_PAGE_SIZE = 100     # Plex history entries per request (plexapi's container size)
+HISTORY_EVERY = 300.0       # s between imports by a background worker (import_watch_history)
+HISTORY_FUTURE_SLACK = 300  # s a play may lie ahead of our clock (clock skew) before it is skipped
+
 # -- worker.log (common.log): rotated, so it stays bounded -----------------------------
 WORKER_LOG_BYTES = 1_000_000  # size at which worker.log is rotated
 WORKER_LOG_BACKUPS = 3        # old files kept: worker.log.1 .. worker.log.3

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
+from common import defaults
 from common.locking import FileLock
 from history import plex_side, stash_side
 from history.state import HistoryState
@@ -23,7 +24,6 @@ from plex.pathnorm import basename_key, map_path, path_key
 log = logging.getLogger("plexsync.history")
 
 OWNER_ID = 1  # the server owner's account id on every Plex server
-FUTURE_SLACK = 300  # seconds a play may lie ahead of our clock (clock skew)
 SKIP_REASONS = ("unmatched", "deleted", "unknown_account", "bad_time")
 
 
@@ -108,7 +108,7 @@ def _read_plays(config, server, state: HistoryState, summary: Summary, now: floa
 
 
 def _skip_reason(play, wanted: Optional[Set[int]], known: Set[int], now: float) -> Optional[str]:
-    if play.viewed_at is None or play.viewed_at <= 0 or play.viewed_at > now + FUTURE_SLACK:
+    if play.viewed_at is None or play.viewed_at <= 0 or play.viewed_at > now + defaults.HISTORY_FUTURE_SLACK:
         return "bad_time"
     if play.account_id not in known:
         return "unknown_account"

@@ -19,10 +19,10 @@ from typing import Dict, Iterator, List, Optional
 
 from plexapi.utils import joinArgs
 
+from common import defaults
 from plex.client import plex_errors
 
 HISTORY_KEY = "/status/sessions/history/all"
-PAGE_SIZE = 100  # plexapi's default container size
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def accounts(server) -> Dict[int, str]:
 
 
 def history_pages(server, since: Optional[int], account_id: Optional[int] = None,
-                  page_size: int = PAGE_SIZE) -> Iterator[List[Play]]:
+                  page_size: int = defaults.HISTORY_PAGE_SIZE) -> Iterator[List[Play]]:
     """Plays at or after ``since``, oldest first, one page (one request) at a time."""
     args = {"sort": "viewedAt:asc"}
     if since is not None:

@@ -3,13 +3,13 @@
 import logging
 from typing import Optional, Tuple
 
+from common import defaults
 from common.errors import PlexSyncError
 from history.importer import ImportBusy, Summary, import_history
 from history.state import HistoryState
 
 log = logging.getLogger("plexsync.history")
 
-BACKGROUND_EVERY = 300.0  # seconds between imports by the background worker
 
 
 def run_import(ctx) -> Tuple[Optional[Summary], Optional[Exception]]:
@@ -37,7 +37,7 @@ def maybe_import(ctx, now: float) -> None:
     if not ctx.config.import_watch_history:
         return
     last = HistoryState(ctx.paths.history_state).last_run
-    if last is not None and now - last < BACKGROUND_EVERY:
+    if last is not None and now - last < defaults.HISTORY_EVERY:
         return
     try:
         run_import(ctx)

@@ -14,9 +14,9 @@ de-duplicate; it stores whole seconds (pkg/sqlite/table.go ``addDates``).
 from datetime import datetime, timezone
 from typing import Dict, Iterable, Iterator, List, Set, Tuple
 
+from common import defaults
 from common.errors import StashUnavailable
 
-SCENE_PAGE = 250
 ACTIVITY = ("query PlexSyncPlayActivity($ids: [ID!]) { findScenes(ids: $ids) {"
             " scenes { id play_history resume_time } } }")
 ONE_ACTIVITY = "query PlexSyncPlayActivityOne($id: ID) { findScene(id: $id) { id play_history resume_time } }"
@@ -32,7 +32,7 @@ def scene_files(stash) -> Iterator[Tuple[int, List[str]]]:
     """(scene id, file paths) of every scene, a page of 250 at a time."""
     page, seen = 1, 0
     while True:
-        result = stash.graphql(FILES, {"filter": {"page": page, "per_page": SCENE_PAGE, "sort": "id",
+        result = stash.graphql(FILES, {"filter": {"page": page, "per_page": defaults.STASH_PAGE_SIZE, "sort": "id",
                                                   "direction": "ASC"}})
         found = result.get("findScenes") or {}
         scenes = found.get("scenes") or []
@@ -51,8 +51,8 @@ def activity(stash, scene_ids: Iterable[int]) -> Dict[int, Tuple[Set[int], float
     """
     ids = sorted(set(scene_ids))
     out: Dict[int, Tuple[Set[int], float]] = {}
-    for start in range(0, len(ids), SCENE_PAGE):
-        chunk = ids[start:start + SCENE_PAGE]
+    for start in range(0, len(ids), defaults.STASH_PAGE_SIZE):
+        chunk = ids[start:start + defaults.STASH_PAGE_SIZE]
         try:
             scenes = (stash.graphql(ACTIVITY, {"ids": [str(i) for i in chunk]}).get("findScenes") or {}).get("scenes")
         except StashUnavailable:  # one id is gone, or Stash is: findScene tells which
