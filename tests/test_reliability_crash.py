@@ -59,6 +59,21 @@ def _fresh(env, n):
     return env.scenes_with_items(n)
 
 
+def _in_flight(env) -> int:
+    return sum(st.count("in_progress") for st in queue_rows(env.runner.data_dir).values())
+
+
+def _kill_inside_a_batch(env, drainers) -> int:
+    """One kill that certainly lands inside a batch (the random ones may all miss):
+    Plex slowed down so a batch takes seconds, the kill once jobs are in flight."""
+    env.plex.latency = 0.2
+    drainers.start("worker")
+    wait_until(lambda: _in_flight(env), 60, 0.02, "a batch in flight")
+    for proc in drainers.alive():
+        drainers.kill(proc)
+    return _in_flight(env)
+
+
 def test_sigkill_drainers_at_random_moments_loses_nothing(env, tmp_path, request):
     long = long_run(request)
     n_scenes, trials = (400, 40) if long else (200, 6)
@@ -68,8 +83,8 @@ def test_sigkill_drainers_at_random_moments_loses_nothing(env, tmp_path, request
     ids = sorted(scenes)
     _enqueue(env, ids)
     drainers = Drainers(env.runner, tmp_path / "batches.log")
+    events, in_flight_at_kill, version = n_scenes, _kill_inside_a_batch(env, drainers), 0
     env.plex.latency = 0.003  # a drain of a few hundred jobs then takes a few seconds
-    events, in_flight_at_kill, version = n_scenes, 0, 0
     for trial in range(trials):
         if trial:
             # A bulk edit in Stash: a drain of hundreds of jobs every trial.
@@ -88,7 +103,7 @@ def test_sigkill_drainers_at_random_moments_loses_nothing(env, tmp_path, request
         victims = [p for p in alive if rng.random() < 0.7] or alive[:1]
         for proc in victims:
             drainers.kill(proc)
-        in_flight_at_kill += sum(st.count("in_progress") for st in queue_rows(env.runner.data_dir).values())
+        in_flight_at_kill += _in_flight(env)
         lost = _lost(env, scenes)
         assert not lost, f"trial {trial} (seed {seed}): scenes {lost[:10]} lost their change"
 
