@@ -926,7 +926,6 @@ class PlexEmulator(_CollectionsMixin):
         ("GET", re.compile(r"^/library/sections/(\d+)$"), "_get_section"),
         ("GET", re.compile(r"^/library/sections/(\d+)/all$"), "_get_section_all"),
         ("PUT", re.compile(r"^/library/sections/(\d+)/all$"), "_put_section_all"),
-        ("GET", re.compile(r"^/library/sections/(\d+)/collections$"), "_get_collections"),
         ("GET", re.compile(r"^/library/sections/(\d+)/refresh$"), "_get_refresh"),
         ("DELETE", re.compile(r"^/library/sections/(\d+)/refresh$"), "_ok"),
         ("PUT", re.compile(r"^/library/sections/(\d+)/analyze$"), "_ok"),
