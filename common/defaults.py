@@ -47,4 +47,5 @@ WORKER_LOG_BACKUPS = 3        # old files kept: worker.log.1 .. worker.log.3
 
 # -- SQLite -------------------------------------------------------------------------------
 SQLITE_BUSY_TIMEOUT = 30.0  # s a connection waits for another process's write lock
+HOOK_QUEUE_WAIT = 5.0       # s a hook waits for the queue; then the save is kept in pending/ (Stash waits for the hook)
 

@@ -36,7 +36,7 @@ class DataPaths:
         # Plex -> Stash watch-history import: watermark, what Plex said, links.
         self.history_state = join("history_state.json")
         self.history_lock = join("history.lock")
-        self.pending_dir = join("pending")  # saves kept while the packages install (common.pending)
+        self.pending_dir = join("pending")  # saves the hook could not queue (common.pending)
         self.settings_defaults = join("settings_defaults.json")  # defaults stored on the settings page once
 
     def ensure(self) -> "DataPaths":

@@ -1,14 +1,15 @@
-"""Saves that arrived before PlexSync's packages were installed.
+"""Saves the hook could not queue, kept as files until a worker or task queues them.
 
-The hook cannot queue them (the queue is persist-queue, one of the missing
-packages), and a save must not wait for pip. So the hook keeps the hook
-context in ``data/pending/`` (stdlib only) and returns; once the packages
-are in, the worker or a task moves each file into the real queue and
-deletes it. The Stash session cookie is never written: the worker gets it
-on stdin.
+Two cases: the packages are not installed yet (the queue is persist-queue,
+one of them, and a save must not wait for pip), or the queue did not take
+the job within ``defaults.HOOK_QUEUE_WAIT`` (a burst of saves on a slow
+disk, a disk error). The hook keeps the hook context in ``data/pending/``
+(stdlib only) and returns; once it can, the worker (at start and between
+batches) or a task moves each file into the real queue and deletes it. The
+Stash session cookie is never written: the worker gets it on stdin.
 """
 
-import json
+import contextlib
 import logging
 import os
 import time
@@ -38,11 +39,13 @@ def count(paths) -> int:
         return 0
 
 
-def replay(paths) -> int:
+def replay(paths, queue=None) -> int:
     """Queue every kept save (oldest first), then delete its file; how many scenes were queued.
 
+    Into ``queue`` when given (a running drainer's), else into one opened here.
     A file is deleted only after its jobs are in the queue: a crash in
-    between queues a scene twice, which syncs it twice, harmlessly.
+    between, or two processes replaying at once, queues a scene twice, which
+    merges into one pending job (sync_queue.queue).
     """
     from common.jsonfile import read_json
     from hooks.handler import HookInputError, scene_events
@@ -52,22 +55,29 @@ def replay(paths) -> int:
         names = sorted(name for name in os.listdir(folder(paths)) if name.endswith(".json"))
     except OSError:
         return 0
+    if not names:
+        return 0
     queued = 0
-    queue = open_queue(paths)
+    own = queue is None
+    queue = open_queue(paths) if own else queue
     try:
         for name in names:
             path = os.path.join(folder(paths), name)
-            hook = (read_json(path) or {}).get("hookContext")
+            data = read_json(path)
+            if data is None and not os.path.exists(path):
+                continue  # another process replayed it first
             try:
-                events = scene_events(hook)
+                events = scene_events((data or {}).get("hookContext") if isinstance(data, dict) else None)
             except HookInputError:
+                log.warning("[PlexSync] Dropped an unreadable kept save (%s)", name)
                 events = []
             for scene_id, update_type, fields in events:
                 queue.put(make_job(scene_id, update_type, {"input_fields": fields, "source": "hook"}))
                 queued += 1
-            os.unlink(path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
     finally:
-        queue.close()
-    if names:
-        log.info("[PlexSync] Queued %d scene(s) saved while the packages were being installed", queued)
+        if own:
+            queue.close()
+    log.info("[PlexSync] Queued %d scene(s) from saves kept in pending/", queued)
     return queued

@@ -88,23 +88,43 @@ def handle(payload: Dict[str, Any], paths) -> Tuple[Any, Optional[str]]:
             return verdict
         started += time.perf_counter() - checked
 
-    from sync_queue.queue import make_job, open_queue  # persist-queue: only for events that queue a job
+    import sqlite3  # loaded by persist-queue anyway
+
+    from common import pending
     from worker.launch import ensure_worker
 
-    queue = open_queue(paths)
+    scene_id = events[0][0]
+    try:
+        _enqueue(events, paths)
+        output = f"queued scene {scene_id}"
+    except sqlite3.Error as exc:
+        # Busy past HOOK_QUEUE_WAIT (a burst of saves on a slow disk) or a disk
+        # error: Stash must not wait longer, and the save must not be lost.
+        # The worker queues kept saves while it runs (worker.drainer).
+        pending.keep(paths, hook)
+        log.warning("[PlexSync Hook] Scene %s: the queue did not take this save (%s: %s); "
+                    "kept in pending/ for the worker", scene_id, type(exc).__name__, exc)
+        output = f"kept scene {scene_id}: queue busy"
+    StashSession(paths.stash_session).offer(conn)  # a running worker takes up a renewed session
+    ensure_worker(paths, conn)  # after the job or file is written: no lost wake-up
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    if elapsed_ms > TARGET_MS:
+        log.warning("[PlexSync Hook] Hook handler exceeded %dms target (%.0fms)", TARGET_MS, elapsed_ms)
+    log.debug("[PlexSync Hook] %s (%.1fms)", output, elapsed_ms)
+    return output, None
+
+
+def _enqueue(events: List[Tuple[int, str, List[str]]], paths) -> None:
+    """One job per event; waits at most HOOK_QUEUE_WAIT s for the queue's write lock."""
+    from common import defaults
+    from sync_queue.queue import make_job, open_queue  # persist-queue: only for events that queue a job
+
+    queue = open_queue(paths, timeout=defaults.HOOK_QUEUE_WAIT)
     try:
         for scene_id, update_type, fields in events:
             queue.put(make_job(scene_id, update_type, {"input_fields": fields, "source": "hook"}))
     finally:
         queue.close()
-    StashSession(paths.stash_session).offer(conn)  # a running worker takes up a renewed session
-    ensure_worker(paths, conn)
-    elapsed_ms = (time.perf_counter() - started) * 1000
-    if elapsed_ms > TARGET_MS:
-        log.warning("[PlexSync Hook] Hook handler exceeded %dms target (%.0fms)", TARGET_MS, elapsed_ms)
-    scene_id = events[0][0]
-    log.debug("[PlexSync Hook] Scene %s queued for sync (%.1fms)", scene_id, elapsed_ms)
-    return f"queued scene {scene_id}", None
 
 
 def _check_config(conn: Dict[str, Any], paths) -> Optional[Tuple[Any, Optional[str]]]:

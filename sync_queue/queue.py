@@ -238,6 +238,7 @@ class JobQueue(SQLiteAckQueue):
         return cur.rowcount
 
 
-def open_queue(paths, *, resume: bool = False, clock: Callable[[], float] = time.time) -> JobQueue:
+def open_queue(paths, *, resume: bool = False, clock: Callable[[], float] = time.time,
+               timeout: float = defaults.SQLITE_BUSY_TIMEOUT) -> JobQueue:
     paths.ensure()
-    return JobQueue(str(paths.queue_dir), resume=resume, clock=clock)
+    return JobQueue(str(paths.queue_dir), resume=resume, clock=clock, timeout=timeout)

@@ -261,3 +261,38 @@ def test_persistent_device_id(env):
     ids = {r.headers.get("X-Plex-Client-Identifier") for r in env.plex.requests}
     assert len(ids) == 1 and None not in ids
     assert json.loads((env.runner.data_dir / "device_id.json").read_text())
+
+
+def test_save_kept_while_the_queue_is_locked_reaches_plex_through_the_running_worker(tmp_path):
+    """A hook that cannot get the queue's write lock within HOOK_QUEUE_WAIT keeps
+    the save in pending/ and returns; the worker already running queues it."""
+    import os
+    import sqlite3
+
+    from tests.e2e import Env
+
+    e = Env(tmp_path, settings={"poll_interval": 60})  # the first save's worker outlives the test
+    try:
+        (a, rk_a), (b, rk_b) = e.scene_with_item(1), e.scene_with_item(2)
+        assert e.hook(a, scene_update(a, title="Title 1")).output == f"queued scene {a}"
+        wait_for(lambda: e.plex.item(rk_a)["title"] == "Title 1", 30, message="the first save in Plex")
+        worker = e.runner.worker_pid()
+        pending_dir = e.runner.data_dir / "pending"
+        e.stash.update_scene(b, title="kept")
+        blocker = sqlite3.connect(e.runner.data_dir / "queue" / "data.db", isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")  # another writer that does not let go
+            result = e.hook(b, scene_update(b, title="kept"))
+            kept = os.listdir(pending_dir)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert result.error is None and result.output == f"kept scene {b}: queue busy", (result.output, result.error)
+        assert result.has_log("kept in pending/ for the worker", "warning")
+        assert [name for name in kept if name.endswith(".json")], kept
+        wait_for(lambda: e.plex.item(rk_b)["title"] == "kept", 30, message="the kept save in Plex")
+        assert e.runner.worker_pid() == worker  # queued by the running worker, not a new one
+        assert not os.listdir(pending_dir)
+        assert "Queued 1 scene(s) from saves kept in pending/" in e.runner.worker_log()
+    finally:
+        e.close()

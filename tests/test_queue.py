@@ -127,3 +127,27 @@ def test_concurrent_producers_coalesce_without_lock_errors(tmp_path):
         p.join(60)
         assert p.exitcode == 0
     assert JobQueue(path).stats()["ready"] == 200
+
+
+def test_kept_saves_are_queued_into_the_drainers_queue_and_an_unreadable_one_is_dropped(tmp_path):
+    import os
+
+    from common import pending
+    from common.paths import DataPaths
+    from sync_queue.queue import open_queue
+
+    paths = DataPaths(tmp_path / "data")
+    hook = {"type": "Scene.Update.Post", "id": 7, "input": {"title": "x"}, "inputFields": ["title"]}
+    pending.keep(paths, hook)
+    pending.keep(paths, dict(hook, inputFields=["rating100"]))  # the same scene saved again
+    with open(os.path.join(paths.pending_dir, "0-broken.json"), "w", encoding="utf-8") as fh:
+        fh.write("{not json")
+    queue = open_queue(paths)
+    try:
+        assert pending.replay(paths, queue) == 2
+        assert queue.stats()["ready"] == 1  # one pending job per scene
+        assert queue.pending_jobs()[0]["data"]["input_fields"] == ["rating100"]  # the newer save
+        assert os.listdir(paths.pending_dir) == []
+        assert pending.replay(paths, queue) == 0
+    finally:
+        queue.close()

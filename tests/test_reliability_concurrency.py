@@ -23,6 +23,17 @@ from tests.runner import scene_update
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts processes in /proc")
 
 PROBLEMS = re.compile(r"database is locked|Traceback|OperationalError")
+KEPT = "kept in pending/ for the worker"  # a hook's fallback when the queue stays busy: not lost, not a problem
+
+
+def _problems(text: str) -> list:
+    """Lock errors and tracebacks, leaving out the hook's kept-save warnings."""
+    return PROBLEMS.findall("\n".join(line for line in text.splitlines() if KEPT not in line))
+
+
+def _queued(result, sid) -> bool:
+    """The hook queued the save, or kept it for the worker (see hooks.handler)."""
+    return result.error is None and result.output in (f"queued scene {sid}", f"kept scene {sid}: queue busy")
 IDLE = {"ready": 0, "waiting_retry": 0, "in_progress": 0, "next_retry_at": None}
 
 
@@ -95,16 +106,18 @@ def test_hook_storm_beside_running_worker_and_task(tmp_path, request):
         task_result = json.loads(_task_json(drainers.output()))
         stale = _in_plex(env, scenes)
         hook_text = "".join(r.stdout + r.stderr for r in results)
-        problems = PROBLEMS.findall(hook_text + env.runner.worker_log() + drainers.output())
+        problems = _problems(hook_text + env.runner.worker_log() + drainers.output())
         extra = watch.seen - {worker.pid}
         overlaps = drainers.overlaps()
         record("concurrency: hook storm + worker + task", hooks=n_hooks, scenes_hooked=len(ids[: n_hooks * 2 // 3]),
                hooks_queued=sum(1 for r in results if (r.output or "").startswith("queued scene")),
+               hooks_kept_for_worker=sum(1 for r in results if (r.output or "").startswith("kept scene")),
                hooks_failed=sum(1 for r in results if r.error), extra_workers_spawned=len(extra),
                batches=len(drainers.batches()), overlapping_drainers=len(overlaps),
                database_locked_or_tracebacks=len(problems), scenes_not_in_latest_state=len(stale),
                slowest_hook_s=round(max(r.duration for r in results), 2))
-        assert all(r.parsed and r.error is None and r.output.startswith("queued scene") for r in results), \
+        assert all(r.parsed and r.error is None and r.output.startswith(("queued scene", "kept scene"))
+                   for r in results), \
             [(r.output, r.error) for r in results if r.error or not r.parsed][:3]
         assert not problems, problems[:5]
         assert task_result["error"] is None, task_result
@@ -147,14 +160,16 @@ def test_cold_start_storm_spawns_one_worker_at_a_time(env, request, tmp_path, mo
     events = re.findall(r"Background worker (started|exiting)", log)
     nested = sum(1 for a, b in zip(events, events[1:]) if a == b == "started")
     stale = _in_plex(env, scenes)
-    problems = PROBLEMS.findall("".join(r.stdout + r.stderr for r in results) + log)
+    problems = _problems("".join(r.stdout + r.stderr for r in results) + log)
     record("concurrency: cold-start hook storm", hooks=n_hooks, worker_processes_spawned=len(watch.seen),
            spawned_but_never_drained=len(watch.seen) - events.count("started"),
            max_worker_processes_alive=watch.max_alive, workers_that_drained=events.count("started"),
            two_workers_at_once=nested, database_locked_or_tracebacks=len(problems),
-           scenes_not_in_latest_state=len(stale))
-    assert all(r.error is None and r.output == f"queued scene {sid}"
-               for r, sid in zip(results, sorted(scenes)))
+           hooks_kept_for_worker=sum(1 for r in results if (r.output or "").startswith("kept scene")),
+           scenes_not_in_latest_state=len(stale), slowest_hook_s=round(max(r.duration for r in results), 2))
+    failed = [(sid, r.output, r.error, r.stderr[-400:]) for r, sid in zip(results, sorted(scenes))
+              if not _queued(r, sid)]
+    assert not failed, failed[:3]
     assert nested == 0 and events and events[-1] == "exiting"
     assert not problems, problems[:5]
     # A hook spawns only while no worker holds the lock and no start is
@@ -165,4 +180,4 @@ def test_cold_start_storm_spawns_one_worker_at_a_time(env, request, tmp_path, mo
     assert idle <= 1, f"{len(watch.seen)} workers spawned for {n_hooks} hooks, {idle} never drained"
     assert watch.max_alive <= 2, f"{watch.max_alive} worker processes alive at once"
     assert not stale, stale[:10]
-    assert env.stats() == IDLE
+    assert env.stats() == IDLE and not list((env.runner.data_dir / "pending").glob("*.json"))

@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Callable, Iterator, Optional
 
-from common import defaults
+from common import defaults, pending
 from common import log as plog
 from common.errors import ConfigError, StashUnavailable
 from common.locking import FileLock
@@ -140,6 +140,7 @@ class Drainer:
             if not self._take_drain_lock(0):
                 time.sleep(POLL)
                 continue
+            pending.replay(self.ctx.paths, self.ctx.queue)  # saves a hook could not queue (one listdir)
             result = self.run_once()
             if result is not None:
                 idle_since = time.monotonic()
@@ -210,10 +211,12 @@ def _background(config, settings, paths, conn, worker_lock: FileLock) -> None:
             counts = dict(drainer.total.counts)
             if counts:
                 log.info("[PlexSync Worker] Drained: %s", _summary(counts))
-            # No lost wake-up: a hook that queued after our last look either
-            # sees the lock free (and spawns a worker) or is seen here.
+            # No lost wake-up: a hook that queued (or kept a save in pending/)
+            # after our last look either sees the lock free (and spawns a
+            # worker) or is seen here.
             worker_lock.release()
-            if not drainer.settings_stop and ctx.queue.stats()["ready"] and _acquire_briefly(worker_lock):
+            waiting = ctx.queue.stats()["ready"] or pending.count(paths)
+            if not drainer.settings_stop and waiting and _acquire_briefly(worker_lock):
                 continue
             break
     except Exception:
