@@ -107,8 +107,7 @@ def _dispatch(payload, paths, worker_mode: bool):
             ensure(("persistqueue", "pydantic"), probe=True)
         except InstallNeeded:
             return _hook_before_install(payload, paths)
-        _first_contact(payload, paths)
-        from hooks.handler import handle
+        from hooks.handler import handle  # first contact is on its slow path, with the settings check
 
         return handle(payload, paths)
     _install_then_replay(paths, ensure, progress=_task_progress)
@@ -129,9 +128,11 @@ def _install_then_replay(paths, ensure, progress=None) -> None:
 
 
 def _first_contact(payload, paths) -> None:
-    """Once per install, show the defaults in force on Stash's settings page."""
-    # Importing worker.plugin_settings (pydantic, urllib) would cost every save;
-    # one stat is all the every-save path does.
+    """Once per install, show the defaults in force on Stash's settings page.
+
+    For the worker and tasks; a hook does it on its settings-check path
+    (hooks.handler), never on the every-save path. One stat when done.
+    """
     if not os.path.exists(paths.settings_defaults):
         from worker.plugin_settings import once
 

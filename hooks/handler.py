@@ -136,7 +136,9 @@ def _check_config(conn: Dict[str, Any], paths) -> Optional[Tuple[Any, Optional[s
     # pydantic and the settings query cost ~0.3 s: only on this rare path.
     from common.errors import ConfigError, StashUnavailable
     from worker import settings as plugin_settings
+    from worker.plugin_settings import once as show_defaults
 
+    show_defaults(paths, conn)  # first contact: the settings page shows the defaults in force
     try:
         config = plugin_settings.load(conn, paths)
     except StashUnavailable as exc:

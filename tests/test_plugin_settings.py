@@ -101,7 +101,13 @@ def test_first_contact_happens_once(env, tmp_path):
     assert "enabled" not in env.stash.plugin_settings("PlexSync")  # not rewritten on every save
 
 
-def test_the_every_save_path_checks_the_same_marker_without_importing_this_module():
+def test_the_every_save_path_never_does_first_contact():
+    """A burst of saves right after install must not each import pydantic and ask Stash:
+    the hook stores the defaults only where it checks the settings anyway."""
     source = (ROOT / "PlexSync.py").read_text(encoding="utf-8")
-    assert "os.path.exists(paths.settings_defaults)" in source
+    hook_branch = source[source.index('if "hookContext" in args:'):source.index("return handle(payload, paths)")]
+    assert "_first_contact" not in hook_branch and "plugin_settings" not in hook_branch
     assert "from worker.plugin_settings import" not in source.split("def _first_contact")[0]
+    handler = (ROOT / "hooks" / "handler.py").read_text(encoding="utf-8")
+    check = handler[handler.index("def _check_config"):]
+    assert "show_defaults(paths, conn)" in check and "show_defaults" not in handler[:handler.index("def _check_config")]
