@@ -151,6 +151,30 @@ def test_transient_503_retries_then_succeeds(env):
     assert env.dlq() == []
 
 
+def test_a_batch_retried_for_one_reason_logs_one_warning(env):
+    from common.locking import FileLock
+
+    scenes = env.scenes_with_items(3)
+    lock = FileLock(env.runner.data_dir / "worker.lock")
+    assert lock.acquire()  # the three saves wait, to be taken as one batch
+    try:
+        for sid in scenes:
+            assert env.hook(sid).output == f"queued scene {sid}"
+    finally:
+        lock.release()
+    env.plex.fault(status=503)  # Plex down for every request
+    env.hook(min(scenes))  # starts the worker
+    wait_for(lambda: env.stats()["waiting_retry"] == 3, 30, message="three retries")
+    env.plex.clear_faults()
+    log = env.runner.worker_log()
+    grouped = [line for line in log.splitlines() if "3 scenes: " in line and "; retry 1/" in line]
+    assert len(grouped) == 1 and "(scenes 1, 2, 3)" in grouped[0] and "WARNING" in grouped[0], log
+    assert not [line for line in log.splitlines() if "WARNING" in line and "] Scene " in line and "retry" in line]
+    env.make_retries_due()
+    wait_for(lambda: all(env.plex.item(rk)["title"] == env.stash.scene(sid)["title"] for sid, rk in scenes.items())
+             or env.make_retries_due() < 0, 30, message="the batch synced after the outage")
+
+
 def test_permanent_failures_reach_dlq_with_reason(env):
     nofile = env.stash.add_scene(title="No file")
     p = "/data/stash/dup.mp4"

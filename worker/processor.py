@@ -11,7 +11,7 @@ import random
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Set
+from typing import Any, Dict, List, NamedTuple, Optional, Set
 
 from common.errors import ConfigError, PlexSyncError, SceneDeleted, SceneHasNoFile, StashUnavailable, TransientError
 from validation.scene import SceneData, scene_from_stash
@@ -19,6 +19,15 @@ from worker import policy
 from worker.policy import Action, Breaker, Rule, Stop
 
 log = logging.getLogger("plexsync.worker")
+SCENES_NAMED = 10  # scene ids a grouped retry line names; the rest are counted
+
+
+class Retry(NamedTuple):
+    scene_id: Any
+    reason: str
+    attempt: int
+    most: int
+    delay: float
 
 
 @dataclass
@@ -45,6 +54,7 @@ class Processor:
         self.ctx = ctx  # worker.context.WorkerContext
         self.rng = rng or random.Random()
         self._finished: List[Dict[str, Any]] = []
+        self._retries: List[Retry] = []
 
     # -- settling a job: carries out a policy.Rule -----------------------------------
 
@@ -100,8 +110,26 @@ class Processor:
         delay = schedule.delay(job["attempts"] - 1, self.rng)
         self.ctx.queue.retry_later(raw, delay)
         result.counts[rule.counts_as] += 1
-        log.warning("[PlexSync Worker] Scene %s: %s; retry %d/%d in %.0fs", job.get("scene_id"), error,
-                    job["attempts"], schedule.max_retries, delay)
+        self._retries.append(Retry(job.get("scene_id"), str(error), job["attempts"], schedule.max_retries, delay))
+
+    def _log_retries(self) -> None:
+        """One warning per reason and batch: an outage retries a whole batch for one reason."""
+        retries, self._retries = self._retries, []
+        by_reason: Dict[str, List[Retry]] = {}
+        for retry in retries:
+            by_reason.setdefault(retry.reason, []).append(retry)
+        for reason, group in by_reason.items():
+            level = logging.WARNING if len(group) == 1 else logging.DEBUG
+            for r in group:
+                log.log(level, "[PlexSync Worker] Scene %s: %s; retry %d/%d in %.0fs", r.scene_id, reason,
+                        r.attempt, r.most, r.delay)
+            if len(group) > 1:
+                first, last = min(r.attempt for r in group), max(r.attempt for r in group)
+                attempts = str(first) if first == last else f"{first}-{last}"
+                delays = [r.delay for r in group]
+                log.warning("[PlexSync Worker] %d scenes: %s; retry %s/%d in %.0f-%.0fs (scenes %s)", len(group),
+                            reason, attempts, group[0].most, min(delays), max(delays),
+                            _named([r.scene_id for r in group]))
 
     # -- the batch -------------------------------------------------------------
 
@@ -111,6 +139,7 @@ class Processor:
         finally:
             finished, self._finished = self._finished, []
             self.ctx.queue.done_many(finished)
+            self._log_retries()
 
     def _run(self, raws: List[Dict[str, Any]]) -> BatchResult:
         result = BatchResult()
@@ -223,3 +252,9 @@ class Processor:
                 log.debug("[PlexSync Worker] Scene %s not in Plex yet: asked Plex to scan its folder", scene.id)
         except PlexSyncError as exc:
             log.warning("[PlexSync Worker] Could not ask Plex to scan for scene %s: %s", scene.id, exc)
+
+
+def _named(ids: List[Any]) -> str:
+    """``1, 2, 3`` or ``1, 2, ... 10 and 40 more``."""
+    shown = ", ".join(str(i) for i in ids[:SCENES_NAMED])
+    return shown if len(ids) <= SCENES_NAMED else f"{shown} and {len(ids) - SCENES_NAMED} more"
