@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS scene_items (
     scene_id INTEGER NOT NULL, rating_key INTEGER NOT NULL, section_id INTEGER NOT NULL,
     PRIMARY KEY (scene_id, rating_key));
+CREATE INDEX IF NOT EXISTS scene_items_rk ON scene_items (rating_key);
 CREATE TABLE IF NOT EXISTS posters (
     rating_key INTEGER PRIMARY KEY, sha1 TEXT NOT NULL, uploaded_at REAL NOT NULL);
 """
@@ -53,6 +54,10 @@ class MatchStore:
             with self._transaction():
                 self._db.execute(_ITEMS.format(name="items"))
                 self._create_indexes("items")
+        elif not self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND tbl_name = 'items' "
+                                  "AND name LIKE 'items_rk_%'").fetchone():
+            with self._transaction():  # an index built before there was one on rating_key
+                self._db.execute(f"CREATE INDEX items_rk_{uuid.uuid4().hex[:8]} ON items (rating_key)")
         self._lock = FileLock(str(self.path) + ".lock")
 
     def close(self) -> None:
@@ -104,8 +109,7 @@ class MatchStore:
         """Record items found outside a rebuild (title search hits)."""
         rows = list(rows)
         with self._transaction():
-            for rk in {r[2] for r in rows}:
-                self._db.execute("DELETE FROM items WHERE rating_key = ?", (rk,))
+            self._db.executemany("DELETE FROM items WHERE rating_key = ?", [(rk,) for rk in {r[2] for r in rows}])
             self._db.executemany("INSERT INTO items VALUES (?, ?, ?, ?)", rows)
 
     def scene_items(self, scene_id: int) -> List[Tuple[int, int]]:
@@ -198,6 +202,7 @@ class MatchStore:
         tag = uuid.uuid4().hex[:8]
         self._db.execute(f"CREATE INDEX items_path_{tag} ON {table} (path)")
         self._db.execute(f"CREATE INDEX items_base_{tag} ON {table} (base)")
+        self._db.execute(f"CREATE INDEX items_rk_{tag} ON {table} (rating_key)")  # add, forget, parts
 
     def _transaction(self):
         return sqlite.transaction(self._db)

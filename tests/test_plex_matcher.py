@@ -565,3 +565,34 @@ def test_a_scenes_items_outlive_the_run(emu, make_sync):
     again = make_sync()
     assert [m.rating_key for m in again.matcher.match(scene(7, "/data/stash/renamed.mp4"))] == [rk]
     assert listings(emu) == 0 and emu.count("GET", "/library/metadata/") == 1
+
+
+def _plans(db, sql):
+    return " ".join(str(row[-1]) for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", (1,)))
+
+
+def test_lookups_by_rating_key_use_an_index_also_in_an_index_built_before_it(tmp_path):
+    """A vanished item's rows are replaced by rating key (the matcher's "what changed"
+    listing, forget): without an index each one scans the whole table (drift repair
+    at 100,000 items spent most of its CPU there)."""
+    from plex.store import MatchStore
+
+    path = tmp_path / "match_index.db"
+    store = MatchStore(path)
+    store.add([("/a/x.mp4", "x.mp4", 1, 1)])
+    store.close()
+    db = sqlite3.connect(path)
+    for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'items_rk_%'"):
+        db.execute(f"DROP INDEX {name}")  # as a file built by an earlier release
+    db.commit()
+    assert "SCAN items" in _plans(db, "DELETE FROM items WHERE rating_key = ?")
+    db.close()
+    store = MatchStore(path)  # opening it adds the index
+    try:
+        for sql in ("DELETE FROM items WHERE rating_key = ?", "SELECT path FROM items WHERE rating_key = ?",
+                    "DELETE FROM scene_items WHERE rating_key = ?"):
+            assert "USING INDEX" in _plans(store._db, sql) or "USING COVERING INDEX" in _plans(store._db, sql), sql
+        store.add([("/a/x.mp4", "x.mp4", 1, 1), ("/a/y.mp4", "y.mp4", 2, 1)])
+        assert store.by_basename("x.mp4") == [(1, 1)] and store.parts(2) == [("/a/y.mp4", "y.mp4")]
+    finally:
+        store.close()
