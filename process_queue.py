@@ -17,6 +17,7 @@ import time
 from urllib.parse import urlsplit
 
 from common import log as plog
+from common import pending
 from common.deps import MissingDependency, ensure
 from common.errors import ConfigError, StashUnavailable
 from common.locking import FileLock
@@ -230,6 +231,8 @@ def process(paths, args) -> int:
     busy = _busy(paths)
     if busy:
         return fail(args, EXIT_BUSY, busy)
+    if pending.count(paths):
+        pending.replay(paths)  # saves a hook kept in pending/ when it could not queue them
     queue = open_queue(paths)
     stats = queue.stats()
     queue.close()

@@ -384,3 +384,21 @@ def test_help_names_the_exit_codes(env):
                           (2, "configuration error"), (3, "some jobs wait for a retry"), (4, "busy")):
         assert re.search(rf"^  {code}  {meaning}", run.stdout, re.MULTILINE), run.stdout
     assert "$PLEX_TOKEN" in run.stdout and "$STASH_API_KEY" in run.stdout
+
+
+def test_saves_kept_in_pending_are_counted_and_synced_by_a_run(env):
+    from common import pending
+    from common.paths import DataPaths
+    from tests.runner import scene_update
+
+    sid, rk = env.scene_with_item(1)
+    env.stash.update_scene(sid, title="Kept then synced by the CLI")
+    pending.keep(DataPaths(env.runner.data_dir), scene_update(sid, title="Kept then synced by the CLI"))
+    text = cli(env, "--stats-only")
+    assert text.stdout.splitlines()[0] == "Queue: 0 pending (+1 kept in pending/), 0 waiting to retry, 0 in progress"
+    assert json.loads(cli(env, "--stats-only", "--json").stdout)["kept_saves"] == 1
+    run = cli(env, "--plex-url", env.plex.url, "--plex-library", "Stash",
+              environ={"PLEX_TOKEN": PLEX_TOKEN, "STASH_URL": env.stash.url, "STASH_API_KEY": STASH_API_KEY})
+    assert run.returncode == EXIT_OK, run.stderr
+    assert env.plex.item(rk)["title"] == "Kept then synced by the CLI"
+    assert json.loads(cli(env, "--stats-only", "--json").stdout)["kept_saves"] == 0

@@ -8,6 +8,7 @@ import os
 from datetime import datetime
 from typing import Any, Dict, Optional
 
+from common import pending
 from common.state import SyncTimestamps
 from sync_queue.dlq import DeadLetterQueue
 from sync_queue.queue import open_queue
@@ -31,6 +32,7 @@ def status_report(paths) -> Dict[str, Any]:
     dlq = DeadLetterQueue(paths.dlq_db) if os.path.exists(paths.dlq_db) else None
     return {
         "pending": queue_stats["ready"],
+        "kept_saves": pending.count(paths),  # saves the hook could not queue yet (common.pending)
         "waiting_retry": queue_stats["waiting_retry"],
         "in_progress": queue_stats["in_progress"],
         "next_retry_at": queue_stats["next_retry_at"],
@@ -59,8 +61,9 @@ def format_status(report: Dict[str, Any]) -> str:
     breaker = report["circuit_breaker"]
     if report["circuit_retry_at"] and breaker == "open":
         breaker += f" (Plex paused until {_when(report['circuit_retry_at'])})"
+    kept = f" (+{report['kept_saves']} kept in pending/)" if report.get("kept_saves") else ""
     return "\n".join((
-        f"Queue: {report['pending']} pending, {waiting}, {report['in_progress']} in progress",
+        f"Queue: {report['pending']} pending{kept}, {waiting}, {report['in_progress']} in progress",
         f"DLQ: {report['dlq']} (top errors: {top})",
         f"Circuit breaker: {breaker}",
         f"Last successful sync: {_when(report['last_success'])}",
