@@ -165,10 +165,14 @@ def test_a_batch_retried_for_one_reason_logs_one_warning(env):
     env.plex.fault(status=503)  # Plex down for every request
     env.hook(min(scenes))  # starts the worker
     wait_for(lambda: env.stats()["waiting_retry"] == 3, 30, message="three retries")
+
+    def grouped():  # the batch's retry lines are logged once the batch is settled
+        return [line for line in env.runner.worker_log().splitlines() if "3 scenes: " in line and "; retry 1/" in line]
+
+    wait_for(grouped, 30, message="the batch's retry line in worker.log")
     env.plex.clear_faults()
     log = env.runner.worker_log()
-    grouped = [line for line in log.splitlines() if "3 scenes: " in line and "; retry 1/" in line]
-    assert len(grouped) == 1 and "(scenes 1, 2, 3)" in grouped[0] and "WARNING" in grouped[0], log
+    assert len(grouped()) == 1 and "(scenes 1, 2, 3)" in grouped()[0] and "WARNING" in grouped()[0], log
     assert not [line for line in log.splitlines() if "WARNING" in line and "] Scene " in line and "retry" in line]
     env.make_retries_due()
     wait_for(lambda: all(env.plex.item(rk)["title"] == env.stash.scene(sid)["title"] for sid, rk in scenes.items())
