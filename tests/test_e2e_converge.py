@@ -73,6 +73,10 @@ def _live_worker(env, sid, rk):
     env.stash.update_scene(sid, title="warm")
     env.hook(sid, scene_update(sid, title="warm"))
     _synced(env, rk, "warm")
+    # The title is in Plex before the job ends (the poster upload follows): the
+    # test may change the settings only once the job is settled.
+    wait_for(lambda: not any(env.stats()[k] for k in ("ready", "in_progress", "waiting_retry")), 30,
+             message="the warm-up job settled")
     pid = env.runner.worker_pid()
     assert pid
     return pid
