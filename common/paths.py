@@ -28,6 +28,7 @@ class DataPaths:
         self.match_index = join("match_index.db")
         self.match_index_lock = self.match_index + ".lock"  # one index builder at a time (plex.store)
         self.written = join("written.db")  # what PlexSync wrote, collections it created
+        self.written_options = join("written_options.json")  # settings that shaped it (worker.reshape)
         self.worker_lock = join("worker.lock")
         self.spawn_claim = join("worker.spawning")  # a worker started, lock not yet taken
         self.drain_lock = join("drain.lock")

@@ -245,3 +245,29 @@ def test_a_value_plexsync_never_wrote_stays(env):
     sync(env, sid)
     item = env.plex.item(rk)
     assert (item["summary"], item["studio"], item["genres"]) == ("From the agent", "Agent studio", ["Agent genre"])
+
+
+def test_turning_a_collection_setting_on_or_off_reaches_every_scene_without_a_save(env):
+    """The settings change what every item should hold: the next worker batch or
+    syncing task compares every scene with Plex again (worker.reshape)."""
+    studios(env)
+    scenes = env.scenes_with_items(3)
+    first, *others = sorted(scenes)
+    sync(env, first)  # the first run records the settings it applied
+    assert (env.runner.data_dir / "written_options.json").exists()
+    env.settings(studio_collections=True)
+    sync(env, first)  # one save; the other two scenes are unchanged in Stash
+    assert all(sorted(env.plex.item(rk)["collections"]) == ["Acme", "Network"] for rk in scenes.values())
+    assert "Settings that shape what is written changed (studio_collections): 3 scenes queued" \
+        in env.runner.worker_log()
+
+    env.settings(studio_collections=False)
+    task = env.runner.run_task("Sync All Scenes to Plex")  # no save at all: a task sees it too
+    assert task.error is None, task.stderr
+    assert all(env.plex.item(rk)["collections"] == [] for rk in scenes.values())
+    assert env.plex.collections(env.section) == []  # the emptied collections PlexSync made are gone
+    assert task.has_log("Settings that shape what is written changed (studio_collections): 3 scenes queued")
+
+    env.plex.clear_requests()
+    env.runner.run_task("Sync All Scenes to Plex")  # applied: nothing queued again
+    assert writes(env) == []

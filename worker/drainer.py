@@ -26,6 +26,7 @@ from worker import settings as plugin_settings
 from worker.context import build_context
 from worker.launch import release_claim
 from worker.processor import BatchResult, Processor
+from worker.reshape import queue_if_changed
 from worker.settings import SettingsWatch
 
 log = logging.getLogger("plexsync.worker")
@@ -69,11 +70,13 @@ class Drainer:
         batch = self.ctx.queue.take(BATCH_SIZE, due_by)
         if not batch:
             return None
-        if self.watch is not None and not self.watch.check():
-            for raw in batch:  # untouched: they wait for the settings to allow syncing
-                self.ctx.queue.retry_later(raw, 0)
-            self.settings_stop = True
-            return BatchResult(config_error=True)
+        if self.watch is not None:
+            if not self.watch.check():
+                for raw in batch:  # untouched: they wait for the settings to allow syncing
+                    self.ctx.queue.retry_later(raw, 0)
+                self.settings_stop = True
+                return BatchResult(config_error=True)
+            queue_if_changed(self.ctx)  # collections, skip_fields, ... changed: every scene again
         result = self.processor.run(batch)
         self.total.add(result)
         # One line per batch at info; each scene's line is at debug (failures excepted).

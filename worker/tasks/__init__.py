@@ -18,6 +18,7 @@ from common.state import StashSession
 from history.run import import_task
 from worker import settings as plugin_settings  # the one configuration entry point
 from worker.context import build_context
+from worker.reshape import queue_if_changed
 from worker.tasks.offline import clear_dlq, purge_dlq, queue_status
 from worker.tasks.process import process_queue, retry_dlq
 from worker.tasks.repair import force_resync, repair_drift
@@ -39,6 +40,8 @@ TASKS: Dict[str, Callable] = {
 }
 # Need no Plex connection (and so no valid Plex settings).
 OFFLINE_TASKS = {"queue_status", "clear_dlq", "purge_dlq"}
+# Drain the queue: they also queue every scene when settings that shape what is written changed (worker.reshape).
+DRAINING_TASKS = {"sync_all", "sync_recent", "process_queue", "retry_dlq", "repair_drift", "force_resync"}
 
 
 def run_task(payload: Dict[str, Any], paths) -> Tuple[Any, Optional[str]]:
@@ -65,6 +68,8 @@ def run_task(payload: Dict[str, Any], paths) -> Tuple[Any, Optional[str]]:
         return "disabled", None
     ctx = build_context(config, paths, conn)
     try:
+        if mode in DRAINING_TASKS:
+            queue_if_changed(ctx)  # drained with the task's own jobs
         return handler(ctx, paths, conn)
     finally:
         ctx.close()

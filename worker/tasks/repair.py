@@ -12,13 +12,13 @@ import logging
 from collections import Counter
 from typing import Dict, Iterable, List, Set, Tuple
 
-from common import defaults
 from common import log as plog
 from common.errors import PlexNotFound, PlexSyncError, StashUnavailable
 from plex.client import plex_errors
 from plex.drift import Drift, find_drift, listing_pages
 from sync_queue.queue import make_job
 from worker.drainer import Drainer
+from worker.reshape import queue_every_scene
 from worker.tasks.process import drain, waiting_note
 
 log = logging.getLogger("plexsync")
@@ -175,7 +175,8 @@ def force_resync(ctx, paths, conn):
     drainer = Drainer(ctx, foreground=True)
     with drainer.claimed():
         try:
-            queued = _queue_everything(ctx)
+            queued = queue_every_scene(ctx, "sync_all",
+                                       lambda seen, total: plog.progress(LISTING_SHARE * seen / max(total, 1)))
         except StashUnavailable as exc:
             log.error("[PlexSync] Stash unavailable while listing scenes: %s", exc)
             return None, str(exc)
@@ -188,21 +189,3 @@ def force_resync(ctx, paths, conn):
     log.info("[PlexSync] %s", summary)
     plog.progress(1.0)
     return summary, error
-
-
-def _queue_everything(ctx) -> int:
-    page, seen, queued = 1, 0, 0
-    while True:
-        total, scenes = ctx.stash.scene_page(page, defaults.STASH_PAGE_SIZE, None)
-        ids = [int(raw["id"]) for raw in scenes if _has_file(raw)]
-        seen += len(scenes)
-        queued += ctx.queue.put_many(make_job(sid, "sync_all", {"source": "task", "force": True}) for sid in ids)
-        plog.progress(LISTING_SHARE * seen / max(total or 1, 1))
-        if not scenes or seen >= (total or 0):
-            return queued
-        page += 1
-
-
-def _has_file(raw) -> bool:
-    """Scenes without a file are left out, as Sync All skips them."""
-    return str(raw.get("id", "")).isdigit() and bool(raw.get("files"))
