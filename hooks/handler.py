@@ -88,23 +88,9 @@ def handle(payload: Dict[str, Any], paths) -> Tuple[Any, Optional[str]]:
             return verdict
         started += time.perf_counter() - checked
 
-    import sqlite3  # loaded by persist-queue anyway
-
-    from common import pending
     from worker.launch import ensure_worker
 
-    scene_id = events[0][0]
-    try:
-        _enqueue(events, paths)
-        output = f"queued scene {scene_id}"
-    except sqlite3.Error as exc:
-        # Busy past HOOK_QUEUE_WAIT (a burst of saves on a slow disk) or a disk
-        # error: Stash must not wait longer, and the save must not be lost.
-        # The worker queues kept saves while it runs (worker.drainer).
-        pending.keep(paths, hook)
-        log.warning("[PlexSync Hook] Scene %s: the queue did not take this save (%s: %s); "
-                    "kept in pending/ for the worker", scene_id, type(exc).__name__, exc)
-        output = f"kept scene {scene_id}: queue busy"
+    output = _queue_or_keep(events, hook, paths)
     StashSession(paths.stash_session).offer(conn)  # a running worker takes up a renewed session
     ensure_worker(paths, conn)  # after the job or file is written: no lost wake-up
     elapsed_ms = (time.perf_counter() - started) * 1000
@@ -114,17 +100,30 @@ def handle(payload: Dict[str, Any], paths) -> Tuple[Any, Optional[str]]:
     return output, None
 
 
-def _enqueue(events: List[Tuple[int, str, List[str]]], paths) -> None:
-    """One job per event; waits at most HOOK_QUEUE_WAIT s for the queue's write lock."""
-    from common import defaults
+def _queue_or_keep(events: List[Tuple[int, str, List[str]]], hook: Dict[str, Any], paths) -> str:
+    """Queue one job per event, waiting at most HOOK_QUEUE_WAIT s; else keep the save in pending/."""
+    import sqlite3  # loaded by persist-queue anyway
+
+    from common import defaults, pending
     from sync_queue.queue import make_job, open_queue  # persist-queue: only for events that queue a job
 
-    queue = open_queue(paths, timeout=defaults.HOOK_QUEUE_WAIT)
+    scene_id = events[0][0]
     try:
-        for scene_id, update_type, fields in events:
-            queue.put(make_job(scene_id, update_type, {"input_fields": fields, "source": "hook"}))
-    finally:
-        queue.close()
+        queue = open_queue(paths, timeout=defaults.HOOK_QUEUE_WAIT)
+        try:
+            for sid, update_type, fields in events:
+                queue.put(make_job(sid, update_type, {"input_fields": fields, "source": "hook"}))
+        finally:
+            queue.close()
+    except sqlite3.Error as exc:
+        # Busy past HOOK_QUEUE_WAIT (a burst of saves on a slow disk) or a disk
+        # error: Stash must not wait longer, and the save must not be lost.
+        # The worker queues kept saves while it runs (worker.drainer).
+        pending.keep(paths, hook)
+        log.warning("[PlexSync Hook] Scene %s: the queue did not take this save (%s: %s); "
+                    "kept in pending/ for the worker", scene_id, type(exc).__name__, exc)
+        return f"kept scene {scene_id}: queue busy"
+    return f"queued scene {scene_id}"
 
 
 def _check_config(conn: Dict[str, Any], paths) -> Optional[Tuple[Any, Optional[str]]]:
