@@ -123,8 +123,7 @@ def _install_then_replay(paths, ensure, progress=None) -> None:
     from common import pending
 
     ensure(install=True, progress=progress)
-    if pending.count(paths):
-        pending.replay(paths)
+    pending.replay(paths)
 
 
 def _first_contact(payload, paths) -> None:

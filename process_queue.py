@@ -231,8 +231,7 @@ def process(paths, args) -> int:
     busy = _busy(paths)
     if busy:
         return fail(args, EXIT_BUSY, busy)
-    if pending.count(paths):
-        pending.replay(paths)  # saves a hook kept in pending/ when it could not queue them
+    pending.replay(paths)  # saves a hook kept in pending/ when it could not queue them
     queue = open_queue(paths)
     stats = queue.stats()
     queue.close()

@@ -47,16 +47,16 @@ def replay(paths, queue=None) -> int:
     between, or two processes replaying at once, queues a scene twice, which
     merges into one pending job (sync_queue.queue).
     """
-    from common.jsonfile import read_json
-    from hooks.handler import HookInputError, scene_events
-    from sync_queue.queue import make_job, open_queue
-
     try:
         names = sorted(name for name in os.listdir(folder(paths)) if name.endswith(".json"))
     except OSError:
         return 0
     if not names:
-        return 0
+        return 0  # the usual case: one listdir, nothing imported
+    from common.jsonfile import read_json
+    from hooks.handler import HookInputError, hook_jobs, scene_events
+    from sync_queue.queue import open_queue
+
     queued = 0
     own = queue is None
     queue = open_queue(paths) if own else queue
@@ -71,9 +71,7 @@ def replay(paths, queue=None) -> int:
             except HookInputError:
                 log.warning("[PlexSync] Dropped an unreadable kept save (%s)", name)
                 events = []
-            for scene_id, update_type, fields in events:
-                queue.put(make_job(scene_id, update_type, {"input_fields": fields, "source": "hook"}))
-                queued += 1
+            queued += queue.put_many(hook_jobs(events))
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
     finally:

@@ -105,14 +105,13 @@ def _queue_or_keep(events: List[Tuple[int, str, List[str]]], hook: Dict[str, Any
     import sqlite3  # loaded by persist-queue anyway
 
     from common import defaults, pending
-    from sync_queue.queue import make_job, open_queue  # persist-queue: only for events that queue a job
+    from sync_queue.queue import open_queue  # persist-queue: only for events that queue a job
 
     scene_id = events[0][0]
     try:
         queue = open_queue(paths, timeout=defaults.HOOK_QUEUE_WAIT)
         try:
-            for sid, update_type, fields in events:
-                queue.put(make_job(sid, update_type, {"input_fields": fields, "source": "hook"}))
+            queue.put_many(hook_jobs(events))
         finally:
             queue.close()
     except sqlite3.Error as exc:
@@ -124,6 +123,14 @@ def _queue_or_keep(events: List[Tuple[int, str, List[str]]], hook: Dict[str, Any
                     "kept in pending/ for the worker", scene_id, type(exc).__name__, exc)
         return f"kept scene {scene_id}: queue busy"
     return f"queued scene {scene_id}"
+
+
+def hook_jobs(events: List[Tuple[int, str, List[str]]]) -> List[Dict[str, Any]]:
+    """The queue job of each event (the hook's, or a kept save's, see common.pending)."""
+    from sync_queue.queue import make_job
+
+    return [make_job(sid, update_type, {"input_fields": fields, "source": "hook"})
+            for sid, update_type, fields in events]
 
 
 def _check_config(conn: Dict[str, Any], paths) -> Optional[Tuple[Any, Optional[str]]]:
