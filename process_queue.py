@@ -279,6 +279,7 @@ def _busy(paths) -> str:
 
 def _report(total, paths, args, conn) -> int:
     """Print a run's summary (the queue's figures as --stats-only reads them); the exit code for it."""
+    from worker.drainer import left_queued
     from worker.status import status_report
 
     c = total.counts
@@ -289,12 +290,12 @@ def _report(total, paths, args, conn) -> int:
             else EXIT_WAITING if waiting and c else EXIT_OK)
     if conn and args.stash_api_key:
         conn = dict(conn, ApiKey=args.stash_api_key)  # for the worker's Stash requests; never written to a file
-    handoff = _hand_off(paths, conn, after) if after["waiting_retry"] else ""
+    left = left_queued(after["waiting_retry"], after["pending"])
+    handoff = _hand_off(paths, conn, after) if left else ""
     text = (f"Done: {c.get('synced', 0)} synced, {c.get('unchanged', 0)} unchanged, {c.get('not_found', 0)} "
-            f"not found, {c.get('failed', 0)} failed, {after['waiting_retry']} waiting to retry")
+            f"not found, {c.get('failed', 0)} failed, {left} waiting to retry")
     if not c:
-        text = "Nothing to do: no jobs are due" + (f" ({after['waiting_retry']} waiting to retry)"
-                                                     if after["waiting_retry"] else "")
+        text = "Nothing to do: no jobs are due" + (f" ({left} waiting to retry)" if left else "")
     say(args, "\n".join(filter(None, (text, handoff))),
         {"counts": dict(c), "queue": after, "handoff": handoff or None, "exit_code": code})
     if total.stash_down and not args.stash_url:

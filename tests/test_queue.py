@@ -1,7 +1,6 @@
 """The job queue on a real SQLite file: coalescing, delayed retries, resume."""
 
 import multiprocessing
-import time
 
 from sync_queue.queue import JobQueue, make_job
 
@@ -71,6 +70,27 @@ def test_take_due_by_leaves_out_retries_scheduled_after_it(tmp_path):
     q.retry_later(job, 0.0)  # full jitter can draw a delay of about 0
     assert q.take(10, due_by=started) == []
     assert [j["data"]["scene_id"] for j in q.take(10)] == [1]
+
+
+def test_a_retry_due_by_the_end_of_a_task_is_still_reported_and_handed_to_a_worker(tmp_path, monkeypatch):
+    """A retry whose jittered delay ran out during the task counts as left waiting (a flaky CLI test showed
+    "2 waiting to retry" for 3), and a background worker is started for it."""
+    from types import SimpleNamespace
+
+    from worker.tasks import process
+
+    clock = Clock()
+    q = _queue(tmp_path, clock=clock)
+    q.put_many([make_job(1), make_job(2)])
+    one, two = q.take(2)
+    q.retry_later(one, 30.0)
+    q.retry_later(two, 0.1)
+    clock.now += 1  # the task ends: scene 2's retry is due, scene 1's is not
+    assert (q.stats()["ready"], q.stats()["waiting_retry"]) == (1, 1)
+    started = []
+    monkeypatch.setattr(process, "ensure_worker", lambda paths, conn: started.append(paths))
+    assert process.waiting_note(SimpleNamespace(queue=q), "paths", None) == " (2 waiting to retry)"
+    assert started == ["paths"]
 
 
 def test_shift_due_and_rows_are_the_public_view_of_the_table(tmp_path):

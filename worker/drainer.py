@@ -247,6 +247,16 @@ def _acquire_briefly(lock: FileLock, wait: float = LOCK_WAIT) -> bool:
     return True
 
 
+def left_queued(waiting_retry: int, ready: int) -> int:
+    """Jobs a foreground drain left for the background worker: its retries, due or not.
+
+    ``drain_foreground`` takes only what was due when it started, and a
+    full-jitter delay can be a fraction of a second: such a retry is due
+    (``ready``) by the time the drain ends, yet it waits for a worker all the same.
+    """
+    return waiting_retry + ready
+
+
 WAITING = ("not_found", "retrying", "postponed")  # policy counts_as names of jobs left queued
 
 

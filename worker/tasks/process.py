@@ -4,7 +4,7 @@ import logging
 from typing import Optional, Tuple
 
 from common import log as plog
-from worker.drainer import Drainer
+from worker.drainer import Drainer, left_queued
 from worker.launch import ensure_worker
 from worker.processor import BatchResult
 
@@ -48,8 +48,9 @@ def not_in_library_note(counts) -> str:
 
 
 def waiting_note(ctx, paths, conn) -> str:
-    """Retries not due yet: say so, and leave a background worker to run them."""
-    waiting = ctx.queue.stats()["waiting_retry"]
+    """Jobs the drain left queued: say so, and leave a background worker to run them."""
+    stats = ctx.queue.stats()
+    waiting = left_queued(stats["waiting_retry"], stats["ready"])
     if not waiting:
         return ""
     ensure_worker(paths, conn)
