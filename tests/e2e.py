@@ -82,6 +82,16 @@ class Env:
         finally:
             q.close()
 
+    def title_at(self, path: str):
+        """The title of the Plex item for ``path``, or None while Plex has none."""
+        rk = self.plex.find_by_file(path)
+        return self.plex.item(rk)["title"] if rk else None
+
+    def left_queued(self) -> int:
+        """Jobs still queued, wherever they are: a jittered retry may be due, or in a worker's hands."""
+        stats = self.stats()
+        return stats["ready"] + stats["waiting_retry"] + stats["in_progress"]
+
     def dlq(self):
         from sync_queue.dlq import DeadLetterQueue
 

@@ -66,7 +66,9 @@ def test_path_map_for_containers_that_see_different_paths(env):
     env.hook(fresh, scene_update(fresh, title="Fresh"))
     wait_for(lambda: env.plex.scans, 30, message="a partial scan")
     assert env.plex.scans == ["/media/stash/new"]
-    wait_for(lambda: env.stats()["waiting_retry"] == 1, 30, message="a waiting retry")
+    # A jittered retry can come due at once and find the file before this looks: that is fine too.
+    wait_for(lambda: env.stats()["waiting_retry"] == 1 or env.title_at("/media/stash/new/fresh.mp4") == "Fresh",
+             30, message="a waiting retry")
     env.make_retries_due()
     env.settle()
     assert env.plex.item(env.plex.find_by_file("/media/stash/new/fresh.mp4"))["title"] == "Fresh"
