@@ -87,10 +87,14 @@ class Env:
         rk = self.plex.find_by_file(path)
         return self.plex.item(rk)["title"] if rk else None
 
-    def left_queued(self) -> int:
-        """Jobs still queued, wherever they are: a jittered retry may be due, or in a worker's hands."""
-        stats = self.stats()
-        return stats["ready"] + stats["waiting_retry"] + stats["in_progress"]
+    def queued_scenes(self):
+        """The scenes with a job still queued, sorted, whether due, waiting or in a worker's hands
+        (a jittered retry may be due already)."""
+        q = self.queue()
+        try:
+            return sorted(row["scene_id"] for row in q.rows())
+        finally:
+            q.close()
 
     def dlq(self):
         from sync_queue.dlq import DeadLetterQueue
