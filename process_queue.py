@@ -284,13 +284,12 @@ def _report(total, paths, args, conn) -> int:
 
     c = total.counts
     after = status_report(paths)
-    waiting = after["waiting_retry"] + after["pending"] + after["in_progress"]
+    left = left_queued(after["waiting_retry"], after["pending"])
     # Nothing due (c empty) is success, even with retries waiting: this run left none.
     code = (EXIT_CONFIG if total.config_error else EXIT_FAILED if c.get("failed")
-            else EXIT_WAITING if waiting and c else EXIT_OK)
+            else EXIT_WAITING if (left or after["in_progress"]) and c else EXIT_OK)
     if conn and args.stash_api_key:
         conn = dict(conn, ApiKey=args.stash_api_key)  # for the worker's Stash requests; never written to a file
-    left = left_queued(after["waiting_retry"], after["pending"])
     handoff = _hand_off(paths, conn, after) if left else ""
     text = (f"Done: {c.get('synced', 0)} synced, {c.get('unchanged', 0)} unchanged, {c.get('not_found', 0)} "
             f"not found, {c.get('failed', 0)} failed, {left} waiting to retry")
